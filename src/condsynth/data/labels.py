@@ -1,0 +1,99 @@
+"""Label encoding: class-id maps to one-hot channels, dont-care channel, instance boundaries.
+
+The encoding follows pix2pixHD (Wang et al., 2018) and SPADE (Park et al., 2019): a one-hot
+map over the classes, optionally a channel of its own for the dont-care value, and optionally
+the instance boundary map (1 where a pixel's instance id differs from a 4-neighbour's).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from condsynth.config import LabelConfig
+from condsynth.errors import DataError
+
+
+def instance_edges(instance: Tensor) -> Tensor:
+    """Boundary map of an instance map.
+
+    Args:
+        instance: (B, H, W) integer instance ids (Cityscapes encoding: class*1000+k).
+    Returns:
+        (B, 1, H, W) float, 1 where a pixel's id differs from any 4-neighbour's.
+    """
+    edge = torch.zeros(instance.shape, dtype=torch.bool, device=instance.device)
+    horizontal = instance[:, :, 1:] != instance[:, :, :-1]   # (B, H, W-1)
+    vertical = instance[:, 1:, :] != instance[:, :-1, :]     # (B, H-1, W)
+    edge[:, :, 1:] |= horizontal
+    edge[:, :, :-1] |= horizontal
+    edge[:, 1:, :] |= vertical
+    edge[:, :-1, :] |= vertical
+    return edge.unsqueeze(1).float()
+
+
+def check_label_values(label: Tensor, spec: LabelConfig, source: str = "label map") -> None:
+    """Raise a :class:`DataError` naming the bad value when a label is out of range."""
+    num_classes = spec.num_classes
+    bad = (label < 0) | ((label >= num_classes) & (label != spec.dontcare_label))
+    if bool(bad.any()):
+        values = torch.unique(label[bad]).tolist()
+        shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
+        raise DataError(
+            f"{source}: label value(s) {shown} outside 0..{num_classes - 1} "
+            f"(num_classes {num_classes}, dont-care {spec.dontcare_label}). Fix: set "
+            f"label.num_classes to at least {max(values) + 1}, or map these pixels to "
+            f"{spec.dontcare_label} (dont-care)."
+        )
+
+
+def one_hot(label: Tensor, spec: LabelConfig) -> Tensor:
+    """One-hot encode a (B, H, W) int64 label map into (B, C, H, W) float.
+
+    C = num_classes (+1 when ``contain_dontcare_label``). Dont-care pixels get their own channel
+    when asked, otherwise an all-zero vector.
+    """
+    num_classes = spec.num_classes
+    channels = num_classes + int(spec.contain_dontcare_label)
+    label = label.long()
+    dontcare = label == spec.dontcare_label
+    if spec.contain_dontcare_label:
+        index = torch.where(dontcare, torch.full_like(label, num_classes), label)
+    else:
+        index = torch.where(dontcare, torch.zeros_like(label), label)
+    out = F.one_hot(index, channels).permute(0, 3, 1, 2).float()   # (B, C, H, W)
+    if not spec.contain_dontcare_label and bool(dontcare.any()):
+        out = out * (~dontcare).unsqueeze(1).float()
+    return out
+
+
+def encode_condition(label: Tensor, instance: Tensor | None, spec: LabelConfig,
+                     source: str = "label map") -> Tensor:
+    """The generator's input: one-hot (+ dont-care) (+ instance edges), (B, L, H, W).
+
+    With ``spec.num_classes == 0`` the condition is an image: ``label`` is then a float
+    (B, C, H, W) tensor and is returned unchanged.
+    """
+    if spec.num_classes == 0:
+        if label.dim() != 4 or label.shape[1] != spec.source_channels:
+            raise DataError(f"{source}: expected an image condition of shape (B, "
+                            f"{spec.source_channels}, H, W), found {tuple(label.shape)}")
+        return label.float()
+    if label.dim() != 3:
+        raise DataError(f"{source}: expected a (B, H, W) integer label map, found shape "
+                        f"{tuple(label.shape)}")
+    if label.is_floating_point():
+        raise DataError(f"{source}: expected integer class ids, found dtype {label.dtype}")
+    check_label_values(label, spec, source)
+    channels = [one_hot(label, spec)]
+    if spec.use_instance:
+        if instance is None:
+            raise DataError(f"{source}: this model uses instance maps (label.use_instance) but "
+                            "none was given. Fix: pass an instance map, or train with "
+                            "--no-instance.")
+        if instance.shape != label.shape:
+            raise DataError(f"{source}: instance map shape {tuple(instance.shape)} differs from "
+                            f"the label map's {tuple(label.shape)}")
+        channels.append(instance_edges(instance))
+    return torch.cat(channels, dim=1)

@@ -1,0 +1,70 @@
+"""U-Net generator with skip connections between mirrored layers (pix2pix, Isola et al. 2017;
+used again by Auto-painter, Liu et al. 2017).
+
+Each encoder layer halves the resolution; each decoder layer doubles it and sees the mirrored
+encoder layer's output concatenated to its input, so the condition's fine structure (label edges,
+sketch lines) reaches the output without squeezing through the bottleneck.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from condsynth.layers.norms import Norm, norm_layer
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix's U-Net.
+
+    Args:
+        in_channels: channels of the condition.
+        out_channels: channels of the image (3).
+        ngf: channels of the first encoder layer; doubled per layer up to 8*ngf.
+        num_downs: encoder layers; the input side must be a multiple of 2**num_downs
+            (8 for 256x256, giving a 1x1 bottleneck as in the paper).
+        norm: normalization inside the network (the outermost and innermost layers have none).
+        dropout: dropout 0.5 in the decoder layers next to the bottleneck, the paper's noise.
+    Forward: (B, in_channels, H, W) -> (B, out_channels, H, W) in [-1, 1].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int = 3, ngf: int = 64,
+                 num_downs: int = 8, norm: Norm = "batch", dropout: bool = True) -> None:
+        super().__init__()
+        if num_downs < 2:
+            raise ValueError("a U-Net needs at least 2 down-sampling layers")
+        # Batch norm has its own shift, so the convolution before it needs no bias.
+        bias = norm in ("instance", "none")
+        widths = [ngf * min(2 ** i, 8) for i in range(num_downs)]   # encoder outputs
+        self.down = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for i in range(num_downs):
+            cin = in_channels if i == 0 else widths[i - 1]
+            layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(cin, widths[i], 4, 2, 1, bias=bias))
+            if 0 < i < num_downs - 1:
+                layers.append(norm_layer(norm, widths[i]))
+            self.down.append(nn.Sequential(*layers))
+        # Decoder, innermost first: up[j] produces the resolution of encoder layer num_downs-2-j.
+        dropout_layers = max(num_downs - 5, 0)
+        for j in range(num_downs):
+            i = num_downs - 1 - j                       # mirrored encoder layer
+            cin = widths[i] if j == 0 else 2 * widths[i]
+            if i == 0:
+                layers = [nn.ReLU(), nn.ConvTranspose2d(cin, out_channels, 4, 2, 1), nn.Tanh()]
+            else:
+                layers = [nn.ReLU(), nn.ConvTranspose2d(cin, widths[i - 1], 4, 2, 1, bias=bias),
+                          norm_layer(norm, widths[i - 1])]
+                if dropout and 1 <= j <= dropout_layers:
+                    layers.append(nn.Dropout(0.5))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+        x = self.up[0](skips.pop())
+        for layer in self.up[1:]:
+            x = layer(torch.cat([skips.pop(), x], dim=1))
+        return x

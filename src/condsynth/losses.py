@@ -1,0 +1,189 @@
+"""Losses as plain functions: adversarial (vanilla, LSGAN, hinge, WGAN), feature matching,
+VGG19 perceptual, L1, total variation and KL divergence.
+
+Discriminator outputs come in three shapes, all accepted: a tensor (one patch map), a list of
+tensors (one per scale), or a list of lists of features per scale whose last entry is the patch
+map (multi-scale discriminators with intermediate features, pix2pixHD and SPADE).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from condsynth.errors import CheckpointError
+
+GanMode = Literal["vanilla", "lsgan", "hinge", "wgan"]
+Predictions = Tensor | Sequence[Tensor] | Sequence[Sequence[Tensor]]
+
+
+def _patch_maps(pred: Predictions) -> list[Tensor]:
+    """The final patch map of every discriminator scale."""
+    if isinstance(pred, Tensor):
+        return [pred]
+    return [p[-1] if isinstance(p, (list, tuple)) else p for p in pred]
+
+
+def d_adversarial_loss(pred: Predictions, real: bool, mode: GanMode) -> Tensor:
+    """Discriminator loss on real (``real=True``) or fake predictions, summed over scales."""
+    losses = []
+    for p in _patch_maps(pred):
+        if mode == "vanilla":
+            target = torch.ones_like(p) if real else torch.zeros_like(p)
+            losses.append(F.binary_cross_entropy_with_logits(p, target))
+        elif mode == "lsgan":
+            losses.append(F.mse_loss(p, torch.full_like(p, 1.0 if real else 0.0)))
+        elif mode == "hinge":
+            losses.append(F.relu(1.0 - p).mean() if real else F.relu(1.0 + p).mean())
+        elif mode == "wgan":
+            losses.append(-p.mean() if real else p.mean())
+        else:
+            raise ValueError(f"unknown GAN loss mode {mode!r}")
+    return torch.stack(losses).sum()
+
+
+def g_adversarial_loss(pred: Predictions, mode: GanMode) -> Tensor:
+    """Generator loss on the discriminator's predictions for fakes, summed over scales."""
+    losses = []
+    for p in _patch_maps(pred):
+        if mode == "vanilla":
+            losses.append(F.binary_cross_entropy_with_logits(p, torch.ones_like(p)))
+        elif mode == "lsgan":
+            losses.append(F.mse_loss(p, torch.ones_like(p)))
+        elif mode in ("hinge", "wgan"):
+            losses.append(-p.mean())
+        else:
+            raise ValueError(f"unknown GAN loss mode {mode!r}")
+    return torch.stack(losses).sum()
+
+
+def feature_matching_loss(fake: Sequence[Sequence[Tensor]], real: Sequence[Sequence[Tensor]],
+                          layer_weight: float = 1.0, scale_weight: float | None = None) -> Tensor:
+    """L1 between the discriminators' intermediate features on fake and (detached) real.
+
+    Every feature but the final patch map counts, weighted ``layer_weight * scale_weight``;
+    ``scale_weight`` defaults to 1 / number of scales (pix2pixHD and SPADE both average the
+    scales; pix2pixHD also weights each layer by 4 / (n_layers + 1)).
+    """
+    scale_weight = 1.0 / len(fake) if scale_weight is None else scale_weight
+    total = fake[0][0].new_zeros(())
+    for fake_feats, real_feats in zip(fake, real, strict=True):
+        for f, r in zip(fake_feats[:-1], real_feats[:-1], strict=True):
+            total = total + F.l1_loss(f, r.detach()) * (layer_weight * scale_weight)
+    return total
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) summed over all elements, as the SPADE VAE uses it."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def total_variation(x: Tensor) -> Tensor:
+    """Anisotropic total variation: mean absolute difference of vertical and horizontal
+    neighbours, added. x: (B, C, H, W)."""
+    dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean()
+    dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean()
+    return dh + dw
+
+
+# --------------------------------------------------------------------------------- VGG19
+
+VGG19_CACHE_NAME = "vgg19-dcbb9e9d.pth"   # torchvision's file name for the ImageNet weights
+# The five slices of the VGG19 feature extractor the pix2pixHD/SPADE perceptual loss reads
+# (ending after relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1) and their weights.
+VGG19_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
+VGG19_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+
+
+def torchvision_cache_path(filename: str) -> Path:
+    """Where torchvision keeps a downloaded weights file (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def resolve_weights(path: str | None, filename: str, option: str, what: str) -> Path:
+    """A local weights file: the given path, else the torchvision cache; never a download."""
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise CheckpointError(f"{what} weights file {p} does not exist. Fix: give the path "
+                                  f"of a torchvision-format file with {option}.")
+        return p
+    cached = torchvision_cache_path(filename)
+    if cached.is_file():
+        return cached
+    raise CheckpointError(
+        f"{what} weights are needed but none were given and {cached} does not exist. "
+        f"condsynth never downloads weights by itself. Fix: pass {option} PATH (a torchvision "
+        f"state dict), or place torchvision's {filename} in {cached.parent}.")
+
+
+def vgg19_feature_layers() -> nn.Sequential:
+    """VGG19's convolutional trunk up to relu5_1 (``features.0`` .. ``features.29``)."""
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = v
+    return nn.Sequential(*layers)   # 30 modules: indices 0..29
+
+
+class VGG19Loss(nn.Module):
+    """Perceptual loss of pix2pixHD and SPADE: weighted L1 between VGG19 activations.
+
+    As in both official implementations, images in [-1, 1] go into VGG19 as they are (no
+    ImageNet normalization). Takes (B, 3, H, W) fake and real; returns a scalar.
+    """
+
+    def __init__(self, weights_path: str | None = None) -> None:
+        super().__init__()
+        features = vgg19_feature_layers()
+        path = resolve_weights(weights_path or os.environ.get("CONDSYNTH_VGG19_WEIGHTS"),
+                               VGG19_CACHE_NAME, "--vgg-weights", "VGG19")
+        load_vgg19_features(features, path)
+        self.slices = nn.ModuleList(nn.Sequential(*features[a:b]) for a, b in VGG19_SLICES)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGG19Loss:
+        return super().train(False)   # VGG19 has no train-mode behaviour; keep it fixed
+
+    def forward(self, fake: Tensor, real: Tensor) -> Tensor:
+        x, y = fake, real
+        loss = fake.new_zeros(())
+        for weight, block in zip(VGG19_LAYER_WEIGHTS, self.slices, strict=True):
+            x, y = block(x), block(y)
+            loss = loss + weight * F.l1_loss(x, y.detach())
+        return loss
+
+
+def load_vgg19_features(features: nn.Sequential, path: Path) -> None:
+    """Load the ``features.*`` tensors of a torchvision VGG19 state dict (full or trunk only)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise CheckpointError(f"VGG19 weights {path} could not be read ({err}). Fix: give a "
+                              "torchvision-format state dict (torch.save(model.state_dict())).")
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    wanted = features.state_dict()
+    found = {}
+    for key in wanted:
+        full = f"features.{key}"
+        if full not in state:
+            raise CheckpointError(f"VGG19 weights {path} lack the tensor '{full}'; it does not "
+                                  "look like a torchvision VGG19 state dict.")
+        if state[full].shape != wanted[key].shape:
+            raise CheckpointError(f"VGG19 weights {path}: '{full}' has shape "
+                                  f"{tuple(state[full].shape)}, expected {tuple(wanted[key].shape)}")
+        found[key] = state[full]
+    features.load_state_dict(found)

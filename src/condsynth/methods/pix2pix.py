@@ -1,0 +1,93 @@
+"""pix2pix: Image-to-Image Translation with Conditional Adversarial Networks (Isola et al.,
+CVPR 2017), the baseline of the pix2pixHD paper.
+
+U-Net generator with dropout as the noise source, a PatchGAN discriminator that judges
+(condition, image) pairs, and the loss GAN + lambda * L1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from condsynth.config import Config
+from condsynth.discriminators import PatchDiscriminator
+from condsynth.layers.init import init_weights
+from condsynth.layers.norms import Norm
+from condsynth.layers.unet import UNetGenerator
+from condsynth.losses import GanMode, d_adversarial_loss, g_adversarial_loss
+from condsynth.methods.base import Batch, Method, OptimDefaults
+from condsynth.registry import register_method
+
+
+@dataclass
+class Pix2PixConfig:
+    ngf: int = 64                  # generator width
+    ndf: int = 64                  # discriminator width
+    num_downs: int = 8             # U-Net depth; 8 for 256x256 (1x1 bottleneck)
+    n_layers_d: int = 3            # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
+    norm: Norm = "batch"
+    dropout: bool = True           # dropout in the decoder, the paper's noise
+    gan_mode: GanMode = "vanilla"
+    lambda_l1: float = 100.0
+    test_time_noise: bool = True   # at inference keep dropout on and use batch statistics,
+                                   # as the paper does; false = deterministic eval mode
+
+
+@register_method("pix2pix", Pix2PixConfig)
+class Pix2Pix(Method):
+    """pix2pix. Batches hold ``label`` (+ ``instance``) or ``source``, and ``image``."""
+
+    optim_defaults = OptimDefaults(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        cfg: Pix2PixConfig = config.model
+        in_channels = config.label.input_channels
+        self.generator = UNetGenerator(in_channels, 3, cfg.ngf, cfg.num_downs, cfg.norm,
+                                       cfg.dropout)
+        self.discriminator = PatchDiscriminator(
+            in_channels + 3, cfg.ndf, cfg.n_layers_d, norm=cfg.norm,
+            normed_conv_bias=cfg.norm == "instance", padding=1, max_channels=8 * cfg.ndf)
+        init_weights(self.generator)
+        init_weights(self.discriminator)
+
+    def size_multiple(self) -> int:
+        return 2 ** self.config.model.num_downs
+
+    def forward_generator(self, batch: Batch) -> dict[str, Tensor]:
+        condition = self.condition(batch)
+        return {"condition": condition, "fake": self.generator(condition)}
+
+    def discriminator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
+        mode = self.config.model.gan_mode
+        condition, fake = out["condition"], out["fake"].detach()
+        # Real and fake go through D separately: with batch norm, one joint batch would mix
+        # their statistics.
+        pred_fake = self.discriminator(torch.cat([condition, fake], 1))
+        pred_real = self.discriminator(torch.cat([condition, batch["image"]], 1))
+        return {"d_fake": 0.5 * d_adversarial_loss(pred_fake, False, mode),
+                "d_real": 0.5 * d_adversarial_loss(pred_real, True, mode)}
+
+    def generator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
+        cfg: Pix2PixConfig = self.config.model
+        with self.frozen(self.discriminator) as discriminator:
+            pred_fake = discriminator(torch.cat([out["condition"], out["fake"]], 1))
+        return {"g_gan": g_adversarial_loss(pred_fake, cfg.gan_mode),
+                "g_l1": cfg.lambda_l1 * F.l1_loss(out["fake"], batch["image"])}
+
+    @torch.no_grad()
+    def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
+                 z: Tensor | None = None) -> Tensor:
+        key = "source" if self.config.label.num_classes == 0 else "label"
+        condition = self.condition({key: label.to(self.device), "instance":
+                                    None if instance is None else instance.to(self.device)})
+        was_training = self.generator.training
+        self.generator.train(self.config.model.test_time_noise)
+        try:
+            return self.generator(condition)
+        finally:
+            self.generator.train(was_training)

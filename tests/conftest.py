@@ -1,0 +1,32 @@
+"""Shared test helpers: tiny configs, the official fixtures folder, seeding."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    """``../shared`` beside the clone (CI puts it there), or $CONDSYNTH_SHARED."""
+    return Path(os.environ.get("CONDSYNTH_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture
+def official_fixtures() -> Path:
+    """The official pix2pixHD/SPADE fixtures; the test is skipped when they are absent."""
+    path = shared_dir() / "fixtures" / "official"
+    if not path.is_dir():
+        pytest.skip(f"official fixtures not found at {path} (set CONDSYNTH_SHARED to the folder "
+                    "holding fixtures/official)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads() -> None:
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
