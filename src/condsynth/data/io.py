@@ -91,7 +91,7 @@ def read_label(path: str | Path, palette: Palette | None = None) -> np.ndarray:
         if mode in _COLOUR_MODES:
             rgb = np.asarray(img.convert("RGB"))
             if palette is None:
-                grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+                grey = bool((rgb == rgb[..., :1]).all())
                 hint = (" Its three channels are equal: if the grey values are the class ids, "
                         "re-save it as a single-channel (mode L) PNG." if grey else "")
                 raise DataError(
@@ -108,10 +108,12 @@ def read_label(path: str | Path, palette: Palette | None = None) -> np.ndarray:
 
 def _colours_to_ids(rgb: np.ndarray, palette: Palette, path: Path) -> np.ndarray:
     """Map an (H, W, 3) uint8 colour label map through ``palette`` to (H, W) int64 ids."""
-    packed = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    wide = rgb.astype(np.int64)
+    packed = (wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2]   # one int per colour
     colours, inverse, counts = np.unique(packed.ravel(), return_inverse=True, return_counts=True)
     lookup = {(r << 16) | (g << 8) | b: i for (r, g, b), i in palette.items()}
-    missing = [(int(c), int(n)) for c, n in zip(colours, counts, strict=True) if int(c) not in lookup]
+    missing = [(int(c), int(n)) for c, n in zip(colours, counts, strict=True)
+               if int(c) not in lookup]
     if missing:
         shown = ", ".join(f"{format_colour(((c >> 16) & 255, (c >> 8) & 255, c & 255))} "
                           f"on {n} pixel(s)" for c, n in missing[:5])

@@ -1,0 +1,217 @@
+"""``condsynth data check DIR``: scan a dataset and report everything that is wrong with it.
+
+Unlike the training Dataset, which stops at the first bad file, the check reads every file and
+collects every problem (unreadable files, size mismatches, out-of-range ids, colour label maps
+without a palette, JPEG label maps, unpaired files, missing instance maps), alongside what it
+found: the layout, the pairs per phase, the image sizes and the pixel count of every class.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from condsynth.data.io import Palette, load_palette, read_image, read_instance, read_label
+from condsynth.data.layouts import (
+    LAYOUT_DEFAULTS,
+    Sample,
+    apply_label_shift,
+    available_phases,
+    read_classes,
+    resolve_layout,
+    scan,
+)
+from condsynth.errors import DataError
+
+__all__ = ["PhaseReport", "CheckReport", "check_dataset"]
+
+_MAX_SHOWN = 20   # problems printed by text(); to_dict() keeps them all
+
+
+@dataclass
+class PhaseReport:
+    """What one phase (split) of the dataset holds."""
+
+    phase: str
+    pairs: int = 0
+    image_sizes: dict[str, int] = field(default_factory=dict)   # "WxH" → number of images
+    class_pixels: dict[int, int] = field(default_factory=dict)  # class id → pixels, sorted by id
+    instances: int = 0                                          # pairs with an instance map
+
+
+@dataclass
+class CheckReport:
+    """The result of :func:`check_dataset`; ``ok`` when no problem was found."""
+
+    root: str
+    layout: str | None = None
+    num_classes: int | None = None
+    dontcare: int = 255
+    class_names: list[str] = field(default_factory=list)
+    phases: list[PhaseReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+    def text(self) -> str:
+        """A human-readable report for the command line."""
+        lines = [f"dataset {self.root}", f"  layout: {self.layout or 'unknown'}"]
+        if self.num_classes is not None:
+            lines.append(f"  classes: {self.num_classes} (dont-care {self.dontcare})")
+        for phase in self.phases:
+            lines.append(f"  phase {phase.phase}: {phase.pairs} item(s)")
+            sizes = ", ".join(f"{size} ×{count}" for size, count in phase.image_sizes.items())
+            lines.append(f"    image sizes: {sizes or 'none read'}")
+            if self.layout not in ("aligned", "sketch"):
+                lines.append(f"    instance maps: {phase.instances} of {phase.pairs}")
+                lines.append("    classes found (id: pixels):")
+                for class_id, pixels in phase.class_pixels.items():
+                    lines.append(f"      {class_id:>5}{self._class_name(class_id)}: {pixels}")
+        if self.ok:
+            lines.append("OK: no problems found")
+        else:
+            lines.append(f"{len(self.problems)} problem(s):")
+            lines.extend(f"  - {p}" for p in self.problems[:_MAX_SHOWN])
+            if len(self.problems) > _MAX_SHOWN:
+                lines.append(f"  ... and {len(self.problems) - _MAX_SHOWN} more (see --json)")
+        return "\n".join(lines)
+
+    def _class_name(self, class_id: int) -> str:
+        if class_id == self.dontcare:
+            return " (dont-care)"
+        if 0 <= class_id < len(self.class_names):
+            return f" ({self.class_names[class_id]})"
+        return ""
+
+
+def check_dataset(root: str | Path, layout: str = "auto", phase: str | None = None,
+                  num_classes: int | None = None, dontcare: int = 255,
+                  palette: str | Path | Palette | None = None,
+                  use_instance: bool | None = None) -> CheckReport:
+    """Read every file of a dataset and report what it holds and what is wrong with it.
+
+    Args:
+        root: the dataset folder.
+        layout: a layout name or ``"auto"``.
+        phase: one phase, or None for every phase present.
+        num_classes: when known, ids ≥ num_classes (other than ``dontcare``) are problems; None
+            takes ``classes.json`` or the benchmark's count when there is one.
+        dontcare: the dont-care label value.
+        palette: palette JSON path (or a loaded palette) for colour label maps.
+        use_instance: True requires instance maps; None reports whether they are there.
+    Returns:
+        A :class:`CheckReport`; data problems never raise, they are listed in ``problems``.
+    """
+    report = CheckReport(root=str(root), dontcare=dontcare)
+    try:
+        report.layout = resolve_layout(root, layout, phase or "train")
+        classes = read_classes(root)
+        if isinstance(palette, (str, Path)):
+            palette = load_palette(palette)
+        phases = [phase] if phase else available_phases(root, report.layout)
+    except DataError as err:
+        report.problems.append(str(err))
+        return report
+    if not phases:
+        report.problems.append(f"{root}: no phase folders found for the {report.layout} layout. "
+                               "Fix: check the folder names (see condsynth.data.layouts).")
+    if classes is not None:
+        report.class_names = classes[0]
+    if num_classes is None:
+        num_classes = (len(classes[0]) if classes is not None
+                       else LAYOUT_DEFAULTS.get(report.layout, {}).get("num_classes"))
+    report.num_classes = num_classes
+    for name in phases:
+        found = scan(root, report.layout, name, use_instance=bool(use_instance))
+        report.problems.extend(found.problems)
+        phase_report = PhaseReport(phase=name, pairs=len(found.samples))
+        report.phases.append(phase_report)
+        _check_phase(found.samples, report, phase_report, palette)
+    return report
+
+
+def _check_phase(samples: list[Sample], report: CheckReport, phase: PhaseReport,
+                 palette: Palette | None) -> None:
+    sizes: Counter[str] = Counter()
+    pixels: Counter[int] = Counter()
+    problems = report.problems
+    for sample in tqdm(samples, desc=f"checking {phase.phase}", unit="item", disable=None):
+        image = _attempt(read_image, sample.image, problems) if sample.image else None
+        if image is not None:
+            height, width = image.shape[:2]
+            sizes[f"{width}x{height}"] += 1
+            if report.layout == "aligned" and width % 2:
+                problems.append(f"{sample.image}: an A|B image must have an even width, found "
+                                f"{width}x{height}. Fix: re-export the pair.")
+        if sample.label is None:
+            continue
+        label = _attempt(read_label, sample.label, problems, palette)
+        if label is not None:
+            label = apply_label_shift(label, report.layout or "", report.dontcare)
+            _count_classes(label, sample.label, report, pixels)
+            if image is not None and image.shape[:2] != label.shape:
+                problems.append(f"size mismatch: label map {sample.label} is "
+                                f"{label.shape[1]}x{label.shape[0]} but image {sample.image} is "
+                                f"{image.shape[1]}x{image.shape[0]}. Fix: resize one of them "
+                                "(label maps with NEAREST).")
+        if sample.instance is not None:
+            phase.instances += 1
+            instance = _attempt(read_instance, sample.instance, problems)
+            if instance is not None and label is not None and instance.shape != label.shape:
+                problems.append(f"size mismatch: label map {sample.label} is "
+                                f"{label.shape[1]}x{label.shape[0]} but instance map "
+                                f"{sample.instance} is {instance.shape[1]}x{instance.shape[0]}."
+                                " Fix: re-export the instance map at the label map's size.")
+    phase.image_sizes = dict(sizes.most_common())
+    phase.class_pixels = dict(sorted(pixels.items()))
+
+
+def _attempt(read: Callable[..., np.ndarray], path: Path, problems: list[str],
+             *args: Any) -> np.ndarray | None:
+    """``read(path, *args)``, turning its DataError or warning into a listed problem."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = read(path, *args)
+        except DataError as err:
+            problems.append(str(err))
+            result = None
+    problems.extend(str(w.message) for w in caught if issubclass(w.category, UserWarning))
+    return result
+
+
+def _count_classes(label: np.ndarray, path: Path, report: CheckReport,
+                   pixels: Counter[int]) -> None:
+    if label.size == 0:
+        return
+    if label.min() >= 0 and label.max() < 65536:
+        counts = np.bincount(label.ravel())        # fast for the usual 8/16-bit label maps
+        ids = np.nonzero(counts)[0]
+        counts = counts[ids]
+    else:
+        ids, counts = np.unique(label, return_counts=True)
+    pixels.update(dict(zip(ids.tolist(), counts.tolist(), strict=True)))
+    if report.num_classes is not None:
+        bad = [(i, n) for i, n in zip(ids.tolist(), counts.tolist(), strict=True)
+               if (i < 0 or i >= report.num_classes) and i != report.dontcare]
+        if bad:
+            shown = ", ".join(f"{i} ({n} px)" for i, n in bad[:8])
+            report.problems.append(
+                f"{path}: label value(s) {shown} outside 0..{report.num_classes - 1} "
+                f"(num_classes {report.num_classes}, dont-care {report.dontcare}). Fix: set "
+                f"label.num_classes to at least {max(i for i, _ in bad) + 1}, or map these "
+                f"pixels to {report.dontcare} (dont-care).")
