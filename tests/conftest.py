@@ -30,3 +30,13 @@ def official_fixtures() -> Path:
 def _seed_and_threads() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory) -> Path:
+    """A tiny procedural dataset (8 train + 2 test scenes, 32x32) in the pix2pixHD layout."""
+    from condsynth.data.procedural import write_dataset
+
+    root = tmp_path_factory.mktemp("scenes")
+    write_dataset(root, 8, 32, seed=0, test_count=2, progress=False)
+    return root

@@ -172,7 +172,8 @@ def load_vgg19_features(features: nn.Sequential, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise CheckpointError(f"VGG19 weights {path} could not be read ({err}). Fix: give a "
-                              "torchvision-format state dict (torch.save(model.state_dict())).")
+                              "torchvision-format state dict (torch.save(model.state_dict())).",
+                              ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     wanted = features.state_dict()
@@ -184,6 +185,7 @@ def load_vgg19_features(features: nn.Sequential, path: Path) -> None:
                                   "look like a torchvision VGG19 state dict.")
         if state[full].shape != wanted[key].shape:
             raise CheckpointError(f"VGG19 weights {path}: '{full}' has shape "
-                                  f"{tuple(state[full].shape)}, expected {tuple(wanted[key].shape)}")
+                                  f"{tuple(state[full].shape)}, expected "
+                                  f"{tuple(wanted[key].shape)}")
         found[key] = state[full]
     features.load_state_dict(found)

@@ -33,18 +33,22 @@ def instance_edges(instance: Tensor) -> Tensor:
     return edge.unsqueeze(1).float()
 
 
-def check_label_values(label: Tensor, spec: LabelConfig, source: str = "label map") -> None:
-    """Raise a :class:`DataError` naming the bad value when a label is out of range."""
+def check_label_values(label: Tensor, spec: LabelConfig, source: str = "label map",
+                       fix: str | None = None) -> None:
+    """Raise a :class:`DataError` naming the bad value when a label is out of range.
+
+    ``fix`` replaces the default advice (which suits training data, not a trained model).
+    """
     num_classes = spec.num_classes
     bad = (label < 0) | ((label >= num_classes) & (label != spec.dontcare_label))
     if bool(bad.any()):
         values = torch.unique(label[bad]).tolist()
         shown = ", ".join(str(v) for v in values[:8]) + (" ..." if len(values) > 8 else "")
+        fix = fix or (f"set label.num_classes to at least {max(values) + 1}, or map these "
+                      f"pixels to {spec.dontcare_label} (dont-care)")
         raise DataError(
             f"{source}: label value(s) {shown} outside 0..{num_classes - 1} "
-            f"(num_classes {num_classes}, dont-care {spec.dontcare_label}). Fix: set "
-            f"label.num_classes to at least {max(values) + 1}, or map these pixels to "
-            f"{spec.dontcare_label} (dont-care)."
+            f"(num_classes {num_classes}, dont-care {spec.dontcare_label}). Fix: {fix}."
         )
 
 

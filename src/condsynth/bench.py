@@ -1,0 +1,264 @@
+"""``condsynth bench``: training-iteration and inference speed, memory, parameters and FLOPs,
+with a matrix-multiply yardstick measured in the same run.
+
+Shared machines drift in speed by 2x within an hour, so absolute seconds mean little: compare
+``time x yardstick`` (work in "GEMM-GFLOP equivalents") between runs and implementations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from condsynth.api import resolve_device
+from condsynth.config import Config, apply_overrides, default_config, load_yaml
+from condsynth.errors import ConfigError
+from condsynth.methods.base import Method
+from condsynth.registry import build_method
+from condsynth.train import autocast, resolve_optim
+
+BENCH_CLASSES = 35   # Cityscapes' label count, as the reference figures use
+
+
+def yardstick_gflops(size: int = 2048, reps: int = 30, warmup: int = 3) -> float:
+    """Median GFLOP/s of a ``size``^3 fp32 matrix multiply on this machine, now."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    times = []
+    for i in range(warmup + reps):
+        start = time.perf_counter()
+        a @ b
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / statistics.median(times) / 1e9
+
+
+class PeakMemory:
+    """Peak resident memory of a phase: Linux's VmHWM, reset through /proc/self/clear_refs
+    (on CUDA: the allocator's peak)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2 ** 20
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_config(method: str, config: str | None, overrides: list[str]) -> Config:
+    if config:
+        from condsynth.cli import preset_path
+
+        raw = load_yaml(preset_path(config))
+        raw["method"] = raw.get("method", method)
+    else:
+        raw = default_config(method).to_dict()
+        raw["label"]["num_classes"] = BENCH_CLASSES
+        raw["label"]["use_instance"] = True
+    cfg = Config.from_dict(apply_overrides(raw, list(overrides)), where="bench config")
+    if cfg.label.num_classes is None:
+        cfg.label.num_classes = BENCH_CLASSES
+    return cfg
+
+
+def random_batch(config: Config, batch: int, height: int, width: int,
+                 device: torch.device) -> dict[str, Any]:
+    g = torch.Generator().manual_seed(0)
+    out: dict[str, Any] = {"image": torch.rand(batch, 3, height, width, generator=g) * 2 - 1}
+    if config.label.num_classes == 0:
+        out["source"] = torch.rand(batch, config.label.source_channels, height, width,
+                                   generator=g) * 2 - 1
+    else:
+        # Blocky maps (16x16 cells) so instance edges and classes look like real layouts.
+        cells = torch.randint(0, config.label.num_classes,
+                              (batch, math.ceil(height / 16), math.ceil(width / 16)), generator=g)
+        label = cells.repeat_interleave(16, 1).repeat_interleave(16, 2)[:, :height, :width]
+        out["label"] = label
+        out["instance"] = label.clone()
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def median_seconds(fn: Any, iters: int, warmup: int, device: torch.device) -> float:
+    times = []
+    for i in range(warmup + iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two images in [-1, 1] (peak-to-peak 2)."""
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
+
+
+def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
+              precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+              config: str | None = None, overrides: list[str] = (), device: str | None = None,
+              train_iters: int = 7, infer_iters: int = 10, skip_train: bool = False) -> dict:
+    """Measure one method at one size; returns the report dict (see ``format_report``)."""
+    try:
+        height, width = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {size!r} is not HxW (for example 256x512)") from None
+    dev = resolve_device(device or "auto")
+    cfg = bench_config(method, config, list(overrides))
+    cfg.train.precision = precision
+    torch.manual_seed(0)
+    model: Method = build_method(cfg)
+    resolve_optim(cfg, model.optim_defaults)
+    model.to(dev)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    batch_data = random_batch(cfg, batch, height, width, dev)
+    params = {name: sum(p.numel() for p in net.parameters())
+              for name, net in model.networks().items()}
+
+    report: dict[str, Any] = {
+        "method": cfg.method, "size": [height, width], "batch": batch, "precision": precision,
+        "channels_last": channels_last, "compile": compile, "device": str(dev),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "params": params}
+    report["yardstick_gflops"] = round(yardstick_gflops(), 1)
+    memory = PeakMemory(dev)
+
+    # ---- inference
+    model.eval()
+    label = batch_data["source"] if cfg.label.num_classes == 0 else batch_data["label"]
+    generate = model.generate
+    if compile:
+        for name in model.inference_networks:
+            setattr(model, name, torch.compile(model.networks()[name]))
+    with torch.random.fork_rng(devices=[]):
+        reference = None
+        if precision != "fp32":
+            torch.manual_seed(0)
+            reference = generate(label, instance=batch_data.get("instance"))
+
+        def infer() -> torch.Tensor:
+            torch.manual_seed(0)
+            with autocast(dev, precision):
+                return generate(label, instance=batch_data.get("instance"))
+
+        memory.reset()
+        report["infer_s"] = median_seconds(infer, infer_iters, 2, dev)
+        report["peak_infer_mb"] = round(memory.peak_mb(), 1)
+        output = infer()
+        if reference is not None:
+            report["psnr_vs_fp32_db"] = round(psnr(output, reference), 2)
+        flops = FlopCounterMode(display=False)
+        with flops:
+            infer()
+        report["gflops"] = round(flops.get_total_flops() / 1e9, 2)
+    report["infer_images_per_s"] = round(batch / report["infer_s"], 3)
+    report["infer_achieved_gflops_per_s"] = round(report["gflops"] / report["infer_s"], 1)
+
+    # ---- training iteration
+    if not skip_train:
+        with tempfile.TemporaryDirectory() as tmp:
+            train_iteration = make_train_iteration(model, cfg, batch_data, dev, Path(tmp),
+                                                   compile)
+            memory.reset()
+            report["train_iter_s"] = median_seconds(train_iteration, train_iters, 2, dev)
+            report["peak_train_mb"] = round(memory.peak_mb(), 1)
+        report["train_images_per_s"] = round(batch / report["train_iter_s"], 3)
+    report["peak_rss_mb"] = max(report.get("peak_train_mb", 0.0), report["peak_infer_mb"])
+    for key in ("infer_s", "train_iter_s"):
+        if key in report:
+            report[f"{key}_x_yardstick"] = round(report[key] * report["yardstick_gflops"], 1)
+            report[key] = round(report[key], 4)
+    return report
+
+
+def make_train_iteration(model: Method, cfg: Config, batch: dict[str, Any],
+                         dev: torch.device, tmp: Path, compile: bool) -> Any:
+    """One full iteration as ``train.py`` runs it: G forward, D step, G step, Adam steps.
+    Perceptual losses use VGG19 with random weights (nothing is downloaded)."""
+    vgg_path = tmp / "vgg19-random.pth"
+    if hasattr(cfg.model, "vgg_weights"):
+        from condsynth.losses import vgg19_feature_layers
+
+        torch.save({f"features.{k}": v for k, v in vgg19_feature_layers().state_dict().items()},
+                   vgg_path)
+        cfg.model.vgg_weights = str(vgg_path)
+    model.train()
+    if compile:
+        for name in model.network_names:
+            setattr(model, name, torch.compile(model.networks()[name]))
+    groups = model.parameter_groups()
+    betas = (cfg.train.beta1, cfg.train.beta2)
+    opt_g = torch.optim.Adam(groups["generator"], lr=cfg.train.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(groups["discriminator"], lr=cfg.train.lr_d, betas=betas)
+    precision = cfg.train.precision
+
+    def iteration() -> None:
+        with autocast(dev, precision):
+            out = model.forward_generator(batch)
+            d_losses = model.discriminator_step(batch, out)
+        opt_d.zero_grad(set_to_none=True)
+        sum(d_losses.values()).backward()
+        opt_d.step()
+        with autocast(dev, precision):
+            g_losses = model.generator_step(batch, out)
+        opt_g.zero_grad(set_to_none=True)
+        sum(g_losses.values()).backward()
+        opt_g.step()
+
+    return iteration
+
+
+def format_report(report: dict[str, Any]) -> str:
+    params = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in report["params"].items())
+    lines = [
+        f"condsynth bench: {report['method']} {report['size'][0]}x{report['size'][1]} "
+        f"batch {report['batch']} {report['precision']}"
+        + (" channels_last" if report["channels_last"] else "")
+        + (" compiled" if report["compile"] else "") + f" on {report['device']} "
+        f"({report['threads']} threads, torch {report['torch']})",
+        f"  yardstick (2048^3 fp32 matmul): {report['yardstick_gflops']} GFLOP/s",
+        f"  parameters: {params}",
+        f"  generator forward: {report['gflops']} GFLOP",
+        f"  inference: {report['infer_s']:.4f} s/iter, {report['infer_images_per_s']} images/s, "
+        f"{report['infer_achieved_gflops_per_s']} GFLOP/s achieved, "
+        f"x yardstick {report['infer_s_x_yardstick']}, peak {report['peak_infer_mb']} MiB",
+    ]
+    if "psnr_vs_fp32_db" in report:
+        lines.append(f"  output vs fp32: {report['psnr_vs_fp32_db']} dB PSNR")
+    if "train_iter_s" in report:
+        lines.append(
+            f"  training: {report['train_iter_s']:.4f} s/iter, {report['train_images_per_s']} "
+            f"images/s, x yardstick {report['train_iter_s_x_yardstick']}, "
+            f"peak {report['peak_train_mb']} MiB")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_bench(), indent=2))

@@ -1,0 +1,463 @@
+"""The one training loop: build, D step, G step, EMA, log, sample, checkpoint.
+
+A method owns its networks and losses; this file owns time: steps, learning-rate schedules,
+devices, precision, distribution, logging, samples and checkpoints. Read it top to bottom:
+:func:`train` is the whole story.
+
+Resuming is exact: the data order and every augmentation are functions of (seed, epoch, index),
+and the checkpoint holds the optimizers, the step and every RNG state, so N steps then a resume
+to 2N give the same weights as 2N steps in one go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from condsynth import checkpoint
+from condsynth.api import resolve_device
+from condsynth.config import Config
+from condsynth.data.dataset import PairedDataset, tensor_to_image
+from condsynth.errors import CondsynthError
+from condsynth.methods.base import Method, OptimDefaults
+from condsynth.pages import condition_picture, save_png, write_table_page
+from condsynth.registry import build_method
+
+# ----------------------------------------------------------------------------- distribution
+
+
+@dataclass
+class Distributed:
+    """Where this process stands: rank 0 of 1 unless launched by ``torchrun``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    """Join the process group that ``torchrun`` describes in the environment (gloo on CPU,
+    NCCL on CUDA); a single process when it describes none."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    info = Distributed(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", 0)))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return info
+
+
+def resolve_train_device(config: Config) -> torch.device:
+    device = resolve_device(config.train.device)
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return device
+
+
+# ----------------------------------------------------------------------------- data order
+
+
+class ResumableBatches:
+    """Batches of indices for one rank: a fresh permutation per epoch from (seed, epoch),
+    split across ranks, starting ``skip`` batches into the epoch when resuming."""
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, dist_info: Distributed) -> None:
+        if num_items == 0:
+            raise CondsynthError("the dataset is empty: nothing to train on")
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.seed = seed
+        self.dist = dist_info
+        global_batch = batch_size * dist_info.world_size
+        self.steps_per_epoch = max(1, num_items // global_batch)
+
+    def epoch_batches(self, epoch: int, skip: int = 0) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.num_items, generator=g)
+        needed = self.steps_per_epoch * self.batch_size * self.dist.world_size
+        if needed > self.num_items:               # tiny datasets: repeat the permutation
+            order = order.repeat(math.ceil(needed / self.num_items))
+        order = order[:needed].tolist()
+        mine = order[self.dist.rank::self.dist.world_size]
+        batches = [mine[i:i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        return batches[skip:]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def lr_factor(step: int, max_steps: int, decay_start: float) -> float:
+    """Constant, then linear decay to 0 from ``decay_start * max_steps`` (pix2pixHD, SPADE)."""
+    start = decay_start * max_steps
+    if step < start or max_steps <= start:
+        return 1.0
+    return max(0.0, (max_steps - step) / (max_steps - start))
+
+
+def resolve_optim(config: Config, defaults: OptimDefaults) -> None:
+    """Fill the unset optimizer settings with the method's own, so config.yaml is explicit."""
+    t = config.train
+    t.lr_g = defaults.lr_g if t.lr_g is None else t.lr_g
+    t.lr_d = defaults.lr_d if t.lr_d is None else t.lr_d
+    t.beta1 = defaults.beta1 if t.beta1 is None else t.beta1
+    t.beta2 = defaults.beta2 if t.beta2 is None else t.beta2
+
+
+def rng_state() -> dict[str, Any]:
+    # Only tensors and plain Python values, so train_state.pt loads with weights_only=True.
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cpu" and dtype == torch.float16:
+        raise CondsynthError("fp16 mixed precision needs CUDA; use --precision bf16 on the CPU")
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v
+            for k, v in batch.items()}
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def wrap_distributed(method: Method, device: torch.device, info: Distributed) -> None:
+    """Wrap every network in DistributedDataParallel; batch norm becomes synchronized on CUDA
+    (PyTorch's SyncBatchNorm has no CPU kernel, so CPU runs keep per-process statistics)."""
+    for name, module in method.networks().items():
+        if device.type == "cuda":
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        if not any(p.requires_grad for p in module.parameters()):
+            continue
+        # No buffer broadcast: only rank 0 draws samples, and a collective in that forward
+        # would wait forever for the other ranks.
+        wrapped = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False)
+        setattr(method, name, wrapped)
+
+
+# ----------------------------------------------------------------------------- samples
+
+
+@dataclass
+class SampleSet:
+    """A fixed batch shown on the samples page at every refresh."""
+
+    batch: dict[str, Any]
+    rows: int
+    names: list[str] = field(default_factory=list)
+
+
+def make_sample_set(config: Config, size_multiple: int) -> SampleSet:
+    phase = "test"
+    try:
+        dataset = PairedDataset(config.data, config.label, phase="test", train=False,
+                                size_multiple=size_multiple, seed=config.train.seed)
+    except CondsynthError:
+        phase = "train"
+        dataset = PairedDataset(config.data, config.label, phase="train", train=False,
+                                size_multiple=size_multiple, seed=config.train.seed)
+    rows = min(config.train.num_samples, len(dataset))
+    items = [dataset[i] for i in range(rows)]
+    batch = torch.utils.data.default_collate(items)
+    return SampleSet(batch=batch, rows=rows, names=[f"{phase}: {Path(i['path']).name}"
+                                                    for i in items])
+
+
+def write_samples(run_dir: Path, method: Method, samples: SampleSet, step: int,
+                  config: Config, final: bool = False) -> dict[str, np.ndarray]:
+    """Generate the sample rows and refresh ``index.html``: label | generated | real."""
+    out_dir = run_dir / "samples"
+    batch = samples.batch
+    was_training = method.training
+    method.eval()
+    # A private RNG stream: sampling must not change the training's random numbers.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        key = "source" if config.label.num_classes == 0 else "label"
+        fake = method.generate(batch[key], instance=batch.get("instance"))
+    method.train(was_training)
+    pictures: dict[str, np.ndarray] = {}
+    rows = []
+    for i in range(samples.rows):
+        item = {k: v[i] for k, v in batch.items() if isinstance(v, Tensor)}
+        condition = condition_picture(item, config.label)
+        real = tensor_to_image(batch["image"][i])
+        generated = tensor_to_image(fake[i])
+        save_png(condition, out_dir / f"condition_{i}.png")
+        save_png(real, out_dir / f"real_{i}.png")
+        save_png(generated, out_dir / f"generated_{i}.png")
+        save_png(generated, out_dir / f"step{step:07d}_{i}.png")
+        pictures[f"sample_{i}"] = np.concatenate([condition, generated, real], axis=1)
+        rows.append([samples.names[i], f"samples/condition_{i}.png",
+                     f"samples/generated_{i}.png", f"samples/real_{i}.png"])
+    notes = [f"{config.method} at step {step} of {config.train.max_steps}"
+             + (" (training finished)" if final else " (page refreshes while training)")]
+    write_table_page(run_dir / "index.html", f"condsynth run: {run_dir.name}",
+                     ["item", "condition", "generated", "real"], rows, notes,
+                     refresh_seconds=None if final else 30)
+    return pictures
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    losses: dict[str, float]
+    seconds: float
+    method: Method            # the trained method (this rank's copy)
+
+
+def prepare_config(config: Config) -> Config:
+    """Resolve what the data decides (number of classes, class names) before building."""
+    from condsynth.data.io import load_palette
+    from condsynth.data.layouts import detect_num_classes, read_classes
+
+    label = config.label
+    if label.num_classes is None:
+        if not config.data.root:
+            raise CondsynthError("no dataset given: pass --data DIR")
+        palette = load_palette(config.data.palette) if config.data.palette else None
+        label.num_classes = detect_num_classes(config.data.root, config.data.layout,
+                                               dontcare=label.dontcare_label, palette=palette)
+    classes = read_classes(config.data.root) if config.data.root else None
+    if classes and not label.class_names:
+        label.class_names, label.class_colours = classes
+    return config
+
+
+def train(config: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          stop_at: int | None = None) -> TrainResult:
+    """Train ``config`` into ``run_dir``; with ``resume``, continue the run saved there.
+
+    ``stop_at`` ends the session early at that step (checkpointed), as an interruption would.
+    """
+    run_dir = Path(run_dir)
+    device = resolve_train_device(config)
+    info = init_distributed(device)
+    t = config.train
+
+    # --- build: the same seed on every rank, so every rank starts from the same weights
+    torch.manual_seed(t.seed)
+    method = build_method(config)
+    resolve_optim(config, method.optim_defaults)
+    method.to(device)
+    start_step = 0
+    state: dict[str, Any] | None = None
+    if resume:
+        checkpoint.recover(run_dir)
+        state = checkpoint.read_train_state(run_dir)
+        for name, module in method.networks().items():
+            checkpoint.load_network(run_dir, name, module)
+        method.load_extras(run_dir)
+        start_step = int(state["step"])
+    ema = None
+    if t.ema > 0:
+        ema = copy.deepcopy(method.networks()["generator"]).requires_grad_(False)
+        if resume and checkpoint.has_network(run_dir, "generator_ema"):
+            checkpoint.load_network(run_dir, "generator_ema", ema)
+    if info.enabled:
+        wrap_distributed(method, device, info)
+
+    groups = method.parameter_groups()
+    betas = (t.beta1, t.beta2)
+    opt_g = torch.optim.Adam(groups["generator"], lr=t.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(groups["discriminator"], lr=t.lr_d, betas=betas)
+    use_scaler = t.precision == "fp16" and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    if state is not None:
+        opt_g.load_state_dict(state["optimizers"]["generator"])
+        opt_d.load_state_dict(state["optimizers"]["discriminator"])
+        if "scaler" in state and use_scaler:
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
+    else:
+        torch.manual_seed(t.seed + info.rank)    # dropout and noise differ across ranks
+        np.random.seed(t.seed + info.rank)
+        random.seed(t.seed + info.rank)
+
+    dataset = PairedDataset(config.data, config.label, phase="train", train=True,
+                            size_multiple=method.size_multiple(), seed=t.seed)
+    batches = ResumableBatches(len(dataset), t.batch_size, t.seed, info)
+    samples = make_sample_set(config, method.size_multiple()) if info.main else None
+    writer = make_writer(run_dir, t.tensorboard) if info.main else None
+
+    def save(step: int, final: bool = False) -> None:
+        rngs = [rng_state()]
+        if info.enabled:
+            rngs = [None] * info.world_size
+            dist.all_gather_object(rngs, rng_state())
+        if not info.main:
+            return
+        networks = dict(method.networks())
+        if ema is not None:
+            networks["generator_ema"] = ema
+        train_state = {"step": step, "rng": rngs,
+                       "optimizers": {"generator": opt_g.state_dict(),
+                                      "discriminator": opt_d.state_dict()}}
+        if use_scaler:
+            train_state["scaler"] = scaler.state_dict()
+        checkpoint.write_checkpoint(run_dir, config, networks, step, train_state,
+                                    method.extra_files())
+
+    end_step = t.max_steps if stop_at is None else min(stop_at, t.max_steps)
+    bar = tqdm(total=t.max_steps, initial=start_step, disable=not (progress and info.main),
+               desc=f"{config.method}", unit="step", dynamic_ncols=True)
+    log_path = run_dir / "losses.jsonl"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    step = start_step
+    last: dict[str, float] = {}
+    began = time.perf_counter()
+    method.train()
+    try:
+        for batch in iterate(dataset, batches, start_step, config):
+            if step >= end_step:
+                break
+            factor = lr_factor(step, t.max_steps, t.decay_start)
+            for group in opt_g.param_groups:
+                group["lr"] = t.lr_g * factor
+            for group in opt_d.param_groups:
+                group["lr"] = t.lr_d * factor
+            method.on_step(step, t.max_steps)
+            batch = to_device(batch, device)
+
+            with autocast(device, t.precision):
+                out = method.forward_generator(batch)
+                d_losses = method.discriminator_step(batch, out)
+            opt_d.zero_grad(set_to_none=True)
+            scaler.scale(sum(d_losses.values())).backward()
+            scaler.step(opt_d)
+
+            with autocast(device, t.precision):
+                g_losses = method.generator_step(batch, out)
+            opt_g.zero_grad(set_to_none=True)
+            scaler.scale(sum(g_losses.values())).backward()
+            scaler.step(opt_g)
+            scaler.update()
+            if ema is not None:
+                update_ema(ema, method.networks()["generator"], t.ema)
+            step += 1
+
+            last = {k: float(v.detach()) for k, v in {**d_losses, **g_losses}.items()}
+            bad = [k for k, v in last.items() if not math.isfinite(v)]
+            if bad:
+                raise CondsynthError(
+                    f"loss {', '.join(bad)} became {last[bad[0]]} at step {step}; the last "
+                    f"checkpoint in {run_dir} is intact. Fix: lower the learning rates "
+                    "(train.lr_g / train.lr_d) or use --precision fp32, then --resume.")
+            if info.main:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
+                if step % t.log_every == 0 or step == end_step:
+                    log_scalars(log_path, writer, step, last, t.lr_g * factor)
+                if step % t.sample_every == 0 and samples is not None:
+                    pictures = write_samples(run_dir, method, samples, step, config)
+                    log_images(writer, step, pictures)
+            if step % t.checkpoint_every == 0 and step != end_step:
+                save(step)
+    except KeyboardInterrupt:
+        if info.main:
+            bar.write(f"interrupted at step {step}: saving a checkpoint (resume with --resume)")
+        save(step)
+        raise
+    finally:
+        bar.close()
+    save(step, final=True)
+    if info.main and samples is not None:
+        pictures = write_samples(run_dir, method, samples, step, config,
+                                 final=step >= t.max_steps)
+        log_images(writer, step, pictures)
+    if writer is not None:
+        writer.close()
+    return TrainResult(run_dir, step, last, time.perf_counter() - began, method)
+
+
+def iterate(dataset: PairedDataset, batches: ResumableBatches, start_step: int,
+            config: Config) -> Iterator[dict[str, Any]]:
+    """Batches from ``start_step`` on, forever (the loop decides when to stop)."""
+    epoch, skip = divmod(start_step, batches.steps_per_epoch)
+    while True:
+        dataset.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=batches.epoch_batches(epoch, skip),
+            num_workers=config.data.num_workers, pin_memory=torch.cuda.is_available())
+        yield from loader
+        epoch, skip = epoch + 1, 0
+
+
+def make_writer(run_dir: Path, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None                 # tensorboard is optional: losses.jsonl has the scalars
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def log_scalars(path: Path, writer: Any, step: int, losses: dict[str, float], lr: float) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": step, "lr_g": lr, **losses}) + "\n")
+    if writer is not None:
+        for k, v in losses.items():
+            writer.add_scalar(f"loss/{k}", v, step)
+        writer.add_scalar("lr/generator", lr, step)
+
+
+def log_images(writer: Any, step: int, pictures: dict[str, np.ndarray]) -> None:
+    if writer is None:
+        return
+    for name, array in pictures.items():
+        writer.add_image(f"samples/{name}", array, step, dataformats="HWC")

@@ -1,0 +1,145 @@
+"""The command line end to end on a tiny procedural dataset, and its answers to bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from condsynth.cli import main
+
+TINY = ["model.ngf=8", "model.ndf=8", "model.num_downs=5", "train.tensorboard=false",
+        "train.sample_every=2", "train.checkpoint_every=2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data, run = root / "data", root / "run"
+    assert main(["data", "procedural", "--out", str(data), "--count", "6", "--size", "32",
+                 "--seed", "1", "--quiet"]) == 0
+    assert main(["train", "--method", "pix2pix", "--data", str(data), "--run", str(run),
+                 "--max-steps", "3", "--size", "32", "--batch-size", "2", "--seed", "0",
+                 "--quiet", *TINY]) == 0
+    return data, run
+
+
+def test_procedural_data_and_check(trained, capsys):
+    data, _ = trained
+    assert sorted(p.name for p in data.iterdir()) == [
+        "classes.json", "test_img", "test_inst", "test_label", "train_img", "train_inst",
+        "train_label"]
+    assert main(["data", "check", str(data), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layout"] == "pix2pixhd"
+
+
+def test_train_wrote_a_run_that_uses_the_instances(trained):
+    _, run = trained
+    config = (run / "config.yaml").read_text()
+    assert "use_instance: true" in config and "num_classes: 11" in config
+    assert (run / "index.html").is_file()
+
+
+def test_synthesize_one_and_a_folder(trained, tmp_path, capsys):
+    data, run = trained
+    label = next((data / "test_label").iterdir())
+    inst = data / "test_inst" / label.name
+    out = tmp_path / "one.png"
+    assert main(["synthesize", str(run), "--label", str(label), "--instance", str(inst),
+                 "--out", str(out)]) == 0
+    picture = np.asarray(Image.open(out))
+    assert picture.shape == (32, 32, 3)
+    folder = tmp_path / "folder"
+    assert main(["synthesize", str(run), "--labels", str(data / "test_label"), "--instances",
+                 str(data / "test_inst"), "--out", str(folder), "--quiet"]) == 0
+    page = (folder / "index.html").read_text()
+    assert f"{label.stem}.png" in page and (folder / f"{label.stem}.png").is_file()
+
+
+def test_synthesize_any_size(trained, tmp_path):
+    _, run = trained
+    label = np.zeros((37, 45), np.uint8)
+    label[20:] = 4
+    Image.fromarray(label).save(tmp_path / "odd.png")
+    assert main(["synthesize", str(run), "--label", str(tmp_path / "odd.png"), "--instance",
+                 str(tmp_path / "odd.png"), "--out", str(tmp_path / "o.png")]) == 0
+    assert np.asarray(Image.open(tmp_path / "o.png")).shape == (37, 45, 3)
+
+
+def test_resume_continues(trained, capsys):
+    data, run = trained
+    assert main(["train", "--run", str(run), "--resume", "--max-steps", "5", "--quiet"]) == 0
+    assert "to step 5" in capsys.readouterr().out
+
+
+def test_existing_run_is_not_overwritten_silently(trained, capsys):
+    data, run = trained
+    assert main(["train", "--method", "pix2pix", "--data", str(data), "--run", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "condsynth", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("make, args, message", [
+    ("out_of_range", [], r"label value\(s\) 42 outside 0\.\.10"),
+    ("rgb", [], "colour \\(RGB\\) label map"),
+    ("truncated", [], "could not be read as an image"),
+])
+def test_bad_label_maps_get_clear_errors_without_traceback(trained, tmp_path, make, args,
+                                                           message):
+    _, run = trained
+    path = tmp_path / "bad.png"
+    if make == "out_of_range":
+        Image.fromarray(np.full((32, 32), 42, np.uint8)).save(path)
+    elif make == "rgb":
+        Image.fromarray((np.zeros((32, 32, 3)) + [10, 200, 30]).astype(np.uint8)).save(path)
+    else:
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:40])
+    proc = run_cli("synthesize", str(run), "--label", str(path), "--instance", str(path),
+                   "--out", str(tmp_path / "o.png"), *args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    import re
+
+    assert re.search(message, proc.stderr), proc.stderr
+    assert str(path) in proc.stderr
+
+
+def test_bad_training_data_names_the_file(tmp_path):
+    from condsynth.data.procedural import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(data, 3, 32, seed=0, test_count=1, progress=False)
+    bad = sorted((data / "train_label").iterdir())[1]
+    arr = np.asarray(Image.open(bad)).copy()
+    arr[0, 0] = 77
+    Image.fromarray(arr).save(bad)
+    proc = run_cli("train", "--method", "pix2pix", "--data", str(data), "--run",
+                   str(tmp_path / "run"), "--max-steps", "2", "--size", "32", "--quiet",
+                   "label.num_classes=11", *TINY)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert bad.name in proc.stderr and "77" in proc.stderr
+
+
+def test_unknown_override_key_is_an_error(tmp_path, capsys):
+    assert main(["train", "--method", "pix2pix", "--data", str(tmp_path), "--run",
+                 str(tmp_path / "r"), "model.ngff=3"]) == 2
+    assert "unknown key 'ngff'; did you mean 'ngf'" in capsys.readouterr().err
+
+
+def test_help_everywhere():
+    for args in (["--help"], ["train", "--help"], ["synthesize", "--help"],
+                 ["data", "procedural", "--help"], ["data", "check", "--help"],
+                 ["demo", "--help"], ["bench", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 0
