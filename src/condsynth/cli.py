@@ -7,6 +7,7 @@ ends as one clear message and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from importlib import resources
@@ -16,6 +17,8 @@ from typing import Any
 from condsynth.errors import CondsynthError, ConfigError
 
 PRESET_SUFFIX = ".yaml"
+# Modules that add their own subcommands: each has ``add_commands(subparsers)``.
+COMMAND_MODULES: list[str] = []
 
 
 # ----------------------------------------------------------------------------- config building
@@ -276,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     device_flag(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_bench)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 
