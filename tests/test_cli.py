@@ -143,3 +143,33 @@ def test_help_everywhere():
         with pytest.raises(SystemExit) as exit_info:
             main(args)
         assert exit_info.value.code == 0
+
+
+def test_demo_end_to_end_small(tmp_path, capsys):
+    out = tmp_path / "demo"
+    small = ["model.ngf=8", "model.ndf=8", "model.num_downs=5"]
+    assert main(["demo", "--out", str(out), "--steps", "3", "--size", "32", "--count", "4",
+                 "--quiet", *small]) == 0
+    page = out / "run" / "index.html"
+    assert page.is_file() and "generated" in page.read_text()
+    assert str(page) in capsys.readouterr().out
+    # Running it again reuses the data and starts a fresh run.
+    assert main(["demo", "--out", str(out), "--steps", "2", "--size", "32", "--count", "4",
+                 "--quiet", *small]) == 0
+
+
+def test_demo_budget_is_measured(tmp_path):
+    from condsynth.config import Config, apply_overrides, load_yaml
+    from condsynth.data.procedural import write_dataset
+    from condsynth.demo import MIN_STEPS, steps_for_budget
+    from condsynth.train import prepare_config
+
+    write_dataset(tmp_path, 4, 32, seed=0, test_count=1, progress=False)
+    from condsynth.cli import preset_path
+
+    raw = apply_overrides(load_yaml(preset_path("pix2pix_cpu")),
+                          [f"data.root={tmp_path}", "data.load_size=32", "data.crop_size=32",
+                           "model.num_downs=5", "model.ngf=8", "model.ndf=8"])
+    config = prepare_config(Config.from_dict(raw))
+    assert steps_for_budget(config, 0.0) == MIN_STEPS
+    assert steps_for_budget(config, 1e9) == config.train.max_steps

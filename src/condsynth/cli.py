@@ -160,7 +160,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from condsynth.demo import run_demo
 
     page = run_demo(Path(args.out), method=args.method, steps=args.steps, size=args.size,
-                    count=args.count, device=args.device, progress=not args.quiet)
+                    count=args.count, device=args.device, progress=not args.quiet,
+                    overrides=args.overrides)
     print(f"demo finished: open {page}")
     return 0
 
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=None, help="training scenes (default: preset)")
     device_flag(p)
     quiet_flag(p)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="measure training and inference speed and memory")

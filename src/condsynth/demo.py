@@ -6,22 +6,54 @@ leaves ``index.html`` with rows of label | generated | real in the run directory
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 from pathlib import Path
 
 from condsynth.cli import preset_path
-from condsynth.config import apply_overrides, load_yaml
+from condsynth.config import Config, apply_overrides, load_yaml
 
 DEMO_PRESET = "pix2pix_cpu"
 DEMO_SIZE = 128
 DEMO_COUNT = 400
+DEMO_SECONDS = 270.0      # training budget: with data and pages, about five minutes in all
+MIN_STEPS = 200
+
+
+def steps_for_budget(config: Config, seconds: float) -> int:
+    """How many steps of ``config`` fit in ``seconds`` on this machine, measured on a few
+    real iterations (capped by the preset's own ``max_steps``)."""
+    import tempfile
+
+    import torch
+
+    from condsynth.api import resolve_device
+    from condsynth.bench import make_train_iteration, median_seconds
+    from condsynth.data.dataset import PairedDataset
+    from condsynth.registry import build_method
+    from condsynth.train import resolve_optim, to_device
+
+    device = resolve_device(config.train.device)
+    with torch.random.fork_rng(devices=[]):
+        method = build_method(config).to(device)
+        resolve_optim(config, method.optim_defaults)
+        dataset = PairedDataset(config.data, config.label, phase="train", train=True,
+                                size_multiple=method.size_multiple(), seed=0)
+        items = [dataset[i % len(dataset)] for i in range(config.train.batch_size)]
+        batch = to_device(torch.utils.data.default_collate(items), device)
+        with tempfile.TemporaryDirectory() as tmp:
+            iteration = make_train_iteration(method, copy.deepcopy(config), batch, device,
+                                             Path(tmp), compile=False)
+            per_step = median_seconds(iteration, 4, 1, device)
+    # 15% for data loading, sample pages and checkpoints.
+    return max(MIN_STEPS, min(config.train.max_steps, int(seconds / (per_step * 1.15))))
 
 
 def run_demo(out: Path, method: str | None = None, steps: int | None = None,
              size: int | None = None, count: int | None = None, device: str | None = None,
-             progress: bool = True) -> Path:
+             progress: bool = True, overrides: list[str] = ()) -> Path:
     """Make data in ``out/data``, train into ``out/run``; returns the samples page."""
-    from condsynth.config import Config
     from condsynth.data.procedural import write_dataset
     from condsynth.train import prepare_config, train
 
@@ -35,14 +67,19 @@ def run_demo(out: Path, method: str | None = None, steps: int | None = None,
         write_dataset(data_dir, count, size, seed=0, progress=progress)
         stamp.write_text(json.dumps(wanted))
     raw = load_yaml(preset_path(DEMO_PRESET if method is None else f"{method}_cpu"))
-    overrides = [f"data.root={json.dumps(str(data_dir))}", f"data.load_size={size}",
-                 f"data.crop_size={size}"]
+    settings = [f"data.root={json.dumps(str(data_dir))}", f"data.load_size={size}",
+                f"data.crop_size={size}"]
     if steps is not None:
-        overrides.append(f"train.max_steps={steps}")
+        settings.append(f"train.max_steps={steps}")
     if device:
-        overrides.append(f"train.device={device}")
-    config = prepare_config(Config.from_dict(apply_overrides(raw, overrides), where="demo"))
+        settings.append(f"train.device={device}")
+    settings += list(overrides)
+    config = prepare_config(Config.from_dict(apply_overrides(raw, settings), where="demo"))
+    if steps is None:
+        config.train.max_steps = steps_for_budget(config, DEMO_SECONDS)
     run_dir = out / "run"
+    if (run_dir / "config.yaml").is_file():
+        shutil.rmtree(run_dir)            # a previous demo's run: start afresh
     print(f"training {config.method} for {config.train.max_steps} steps into {run_dir}")
     train(config, run_dir, resume=False, progress=progress)
     return run_dir / "index.html"
