@@ -1,9 +1,11 @@
 """Losses as plain functions: adversarial (vanilla, LSGAN, hinge, WGAN), feature matching,
-VGG19 perceptual, L1, total variation and KL divergence.
+VGG19 perceptual, VGG16 feature (Auto-painter), L1, total variation and KL divergence.
 
 Discriminator outputs come in three shapes, all accepted: a tensor (one patch map), a list of
-tensors (one per scale), or a list of lists of features per scale whose last entry is the patch
-map (multi-scale discriminators with intermediate features, pix2pixHD and SPADE).
+tensors (one patch map per scale), or a list of lists of features per scale whose last entry is
+the patch map (multi-scale discriminators with intermediate features, pix2pixHD and SPADE).
+A single :class:`~condsynth.discriminators.PatchDiscriminator`'s feature list is none of these:
+pass its last entry, or wrap it in a list.
 """
 
 from __future__ import annotations
@@ -92,6 +94,20 @@ def total_variation(x: Tensor) -> Tensor:
     return dh + dw
 
 
+def isotropic_total_variation(x: Tensor) -> Tensor:
+    """Total variation as Auto-painter (Liu et al., 2017) writes it: per pixel the root of the
+    squared vertical and horizontal neighbour differences, sqrt((y[i+1,j] - y[i,j])^2 +
+    (y[i,j+1] - y[i,j])^2), averaged over the (H-1) x (W-1) pixels that have both neighbours and
+    over batch and channels. The mean (not the sum) keeps its weight independent of the size.
+    x: (B, C, H, W)."""
+    dh = x[:, :, 1:, :-1] - x[:, :, :-1, :-1]
+    dw = x[:, :, :-1, 1:] - x[:, :, :-1, :-1]
+    squared = dh.pow(2) + dw.pow(2)
+    # Where the image is flat the root has no derivative; take 0 there, not NaN.
+    flat = squared == 0
+    return torch.where(flat, 0.0, torch.where(flat, 1.0, squared).sqrt()).mean()
+
+
 # --------------------------------------------------------------------------------- VGG19
 
 VGG19_CACHE_NAME = "vgg19-dcbb9e9d.pth"   # torchvision's file name for the ImageNet weights
@@ -168,10 +184,16 @@ class VGG19Loss(nn.Module):
 
 def load_vgg19_features(features: nn.Sequential, path: Path) -> None:
     """Load the ``features.*`` tensors of a torchvision VGG19 state dict (full or trunk only)."""
+    load_vgg_features(features, path, "VGG19")
+
+
+def load_vgg_features(features: nn.Sequential, path: Path, what: str) -> None:
+    """Load the ``features.*`` tensors that ``features`` holds from a torchvision VGG state dict
+    (the full model or only its trunk); ``what`` ("VGG16", "VGG19") names it in errors."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise CheckpointError(f"VGG19 weights {path} could not be read ({err}). Fix: give a "
+        raise CheckpointError(f"{what} weights {path} could not be read ({err}). Fix: give a "
                               "torchvision-format state dict (torch.save(model.state_dict())).",
                               ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -181,11 +203,71 @@ def load_vgg19_features(features: nn.Sequential, path: Path) -> None:
     for key in wanted:
         full = f"features.{key}"
         if full not in state:
-            raise CheckpointError(f"VGG19 weights {path} lack the tensor '{full}'; it does not "
-                                  "look like a torchvision VGG19 state dict.")
+            raise CheckpointError(f"{what} weights {path} lack the tensor '{full}'; it does not "
+                                  f"look like a torchvision {what} state dict.")
         if state[full].shape != wanted[key].shape:
-            raise CheckpointError(f"VGG19 weights {path}: '{full}' has shape "
+            raise CheckpointError(f"{what} weights {path}: '{full}' has shape "
                                   f"{tuple(state[full].shape)}, expected "
                                   f"{tuple(wanted[key].shape)}")
         found[key] = state[full]
     features.load_state_dict(found)
+
+
+# --------------------------------------------------------------------------------- VGG16
+
+VGG16_CACHE_NAME = "vgg16-397923af.pth"   # torchvision's file name for the ImageNet weights
+# ``features.0`` .. ``features.22`` of torchvision's VGG16 end with relu4_3, the last activation
+# of the fourth convolution block (before its max-pool).
+VGG16_RELU4_3_END = 23
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def vgg16_feature_layers(end: int = VGG16_RELU4_3_END) -> nn.Sequential:
+    """VGG16's convolutional trunk ``features.0`` .. ``features.{end-1}`` (relu4_3 by default)."""
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = v
+    return nn.Sequential(*layers[:end])
+
+
+class VGG16FeatureLoss(nn.Module):
+    """Auto-painter's feature loss (Liu et al., 2017): the mean squared distance between the
+    VGG16 activations of fake and real at the fourth block (relu4_3).
+
+    Images in [-1, 1] are mapped to [0, 1] and normalized with the ImageNet mean and deviation
+    before VGG16, as its ImageNet weights expect (the official Auto-painter code subtracts the
+    ImageNet mean too; pix2pixHD's VGG19 loss instead feeds [-1, 1] as it is). Fake and real go
+    through VGG16 as one batch. Takes (B, 3, H, W) fake and real; returns a scalar.
+
+    Args:
+        weights_path: a torchvision-format VGG16 state dict (full model or trunk); None = the
+            ``CONDSYNTH_VGG16_WEIGHTS`` environment variable, else torchvision's cache file.
+            Nothing is ever downloaded.
+    """
+
+    def __init__(self, weights_path: str | None = None) -> None:
+        super().__init__()
+        self.features = vgg16_feature_layers()
+        path = resolve_weights(weights_path or os.environ.get("CONDSYNTH_VGG16_WEIGHTS"),
+                               VGG16_CACHE_NAME, "model.vgg_weights", "VGG16")
+        load_vgg_features(self.features, path, "VGG16")
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> VGG16FeatureLoss:
+        return super().train(False)   # VGG16 has no train-mode behaviour; keep it fixed
+
+    def forward(self, fake: Tensor, real: Tensor) -> Tensor:
+        both = torch.cat([fake, real.detach()], 0)             # (2B, 3, H, W) in [-1, 1]
+        both = ((both + 1.0) / 2.0 - self.mean) / self.std
+        fake_feat, real_feat = self.features(both).chunk(2)     # (B, 512, H/8, W/8) each
+        return F.mse_loss(fake_feat, real_feat)

@@ -67,15 +67,16 @@ class Pix2Pix(Method):
         condition, fake = out["condition"], out["fake"].detach()
         # Real and fake go through D separately: with batch norm, one joint batch would mix
         # their statistics.
-        pred_fake = self.discriminator(torch.cat([condition, fake], 1))
-        pred_real = self.discriminator(torch.cat([condition, batch["image"]], 1))
+        # The last of the discriminator's feature maps is its patch logits.
+        pred_fake = self.discriminator(torch.cat([condition, fake], 1))[-1]
+        pred_real = self.discriminator(torch.cat([condition, batch["image"]], 1))[-1]
         return {"d_fake": 0.5 * d_adversarial_loss(pred_fake, False, mode),
                 "d_real": 0.5 * d_adversarial_loss(pred_real, True, mode)}
 
     def generator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg: Pix2PixConfig = self.config.model
         with self.frozen(self.discriminator) as discriminator:
-            pred_fake = discriminator(torch.cat([out["condition"], out["fake"]], 1))
+            pred_fake = discriminator(torch.cat([out["condition"], out["fake"]], 1))[-1]
         return {"g_gan": g_adversarial_loss(pred_fake, cfg.gan_mode),
                 "g_l1": cfg.lambda_l1 * F.l1_loss(out["fake"], batch["image"])}
 
