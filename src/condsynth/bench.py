@@ -76,8 +76,9 @@ def bench_config(method: str, config: str | None, overrides: list[str]) -> Confi
         raw["method"] = raw.get("method", method)
     else:
         raw = default_config(method).to_dict()
-        raw["label"]["num_classes"] = BENCH_CLASSES
-        raw["label"]["use_instance"] = True
+        if raw["label"]["num_classes"] is None:    # label-map methods (not sketch or image ones)
+            raw["label"]["num_classes"] = BENCH_CLASSES
+            raw["label"]["use_instance"] = True
     cfg = Config.from_dict(apply_overrides(raw, list(overrides)), where="bench config")
     if cfg.label.num_classes is None:
         cfg.label.num_classes = BENCH_CLASSES
@@ -201,13 +202,14 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
 def make_train_iteration(model: Method, cfg: Config, batch: dict[str, Any],
                          dev: torch.device, tmp: Path, compile: bool) -> Any:
     """One full iteration as ``train.py`` runs it: G forward, D step, G step, Adam steps.
-    Perceptual losses use VGG19 with random weights (nothing is downloaded)."""
-    vgg_path = tmp / "vgg19-random.pth"
+    Perceptual losses use VGG19 (Auto-painter's VGG16) with random weights (nothing is
+    downloaded)."""
+    vgg_path = tmp / "vgg-random.pth"
     if hasattr(cfg.model, "vgg_weights"):
-        from condsynth.losses import vgg19_feature_layers
+        from condsynth.losses import vgg16_feature_layers, vgg19_feature_layers
 
-        torch.save({f"features.{k}": v for k, v in vgg19_feature_layers().state_dict().items()},
-                   vgg_path)
+        trunk = vgg16_feature_layers() if cfg.method == "autopainter" else vgg19_feature_layers()
+        torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()}, vgg_path)
         cfg.model.vgg_weights = str(vgg_path)
     model.train()
     if compile:

@@ -52,7 +52,7 @@ class DataConfig:
 
     root: str = ""                   # dataset folder
     layout: Literal["auto", "pix2pixhd", "spade_custom", "cityscapes", "ade20k", "coco_stuff",
-                    "aligned", "sketch"] = "auto"
+                    "aligned", "sketch", "sketch_pairs"] = "auto"
     load_size: int = 256             # resize target before cropping (width for scale_width)
     crop_size: int = 256             # training crop (width)
     aspect_ratio: float = 1.0        # crop width / crop height
@@ -63,6 +63,9 @@ class DataConfig:
     palette: str | None = None       # JSON mapping colours to class ids, for RGB label maps
     num_workers: int = 0             # DataLoader worker processes
     max_items: int | None = None     # use only the first N pairs
+    line_extraction: Literal["none", "xdog", "xdog_random"] = "none"  # sketch layout: give each
+                                     # image its XDoG line drawing as `source` (1, H, W);
+                                     # xdog_random draws the XDoG parameters per training item
 
 
 @dataclass
@@ -130,7 +133,9 @@ def default_config(method: str) -> Config:
     from condsynth.registry import method_spec
 
     spec = method_spec(method)
-    return Config(method=spec.name, model=spec.config_cls())
+    # A method may need other settings than the defaults, e.g. an image condition (label).
+    sections = {key: dict(value) for key, value in spec.cls.config_defaults.items()}
+    return Config.from_dict({"method": spec.name, **sections}, where=f"{spec.name} defaults")
 
 
 def _reject_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:

@@ -1,8 +1,9 @@
-"""Synthesis from files: one label map to one PNG, or a folder of label maps to a folder of
-images with an ``index.html``. Used by ``condsynth synthesize``."""
+"""Synthesis from files: one label map (or sketch) to one PNG, or a folder of label maps (or
+sketches) to a folder of images with an ``index.html``. Used by ``condsynth synthesize``."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from condsynth.data.dataset import image_to_tensor, tensor_to_image
 from condsynth.data.io import load_palette, read_image, read_instance, read_label
 from condsynth.data.labels import check_label_values
 from condsynth.data.layouts import IMAGE_SUFFIXES
+from condsynth.data.sketches import hint_picture, load_hints, load_sketch, sketch_to_tensor
 from condsynth.errors import DataError
 from condsynth.methods.base import Method
 from condsynth.pages import class_colours, colourize, save_png, write_table_page
@@ -51,6 +53,9 @@ def synthesize_arrays(method: Method, label: np.ndarray, instance: np.ndarray | 
     style_t = None
     if style is not None:
         style_t = image_to_tensor(style)[None].to(device)
+        if style_t.shape[2:] != (h, w):   # a style image of any size takes the layout's size
+            style_t = F.interpolate(style_t, size=(h, w), mode="bicubic",
+                                    align_corners=False).clamp(-1, 1)
     if seed is not None:
         torch.manual_seed(seed)
     fake = method.generate(label_t, instance=instance_t, style=style_t)
@@ -61,9 +66,14 @@ def synthesize_arrays(method: Method, label: np.ndarray, instance: np.ndarray | 
 
 def load_inputs(method: Method, label_path: Path, instance_path: Path | None,
                 palette_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    spec = method.config.label
+    if spec.num_classes == 0:
+        sketch = " Fix: pass it with --sketch / --sketches." if spec.source_channels == 1 else ""
+        raise DataError(f"{label_path}: this run's {method.config.method} model is conditioned "
+                        f"on an image ({spec.source_channels} channel(s)), not on a label map."
+                        + sketch)
     palette = load_palette(palette_path) if palette_path else None
     label = read_label(label_path, palette)
-    spec = method.config.label
     names = ", ".join(f"{i} {n}" for i, n in enumerate(spec.class_names)) or "no names stored"
     check_label_values(torch.from_numpy(label)[None], spec, str(label_path),
                        fix=f"this model knows classes 0..{spec.num_classes - 1} ({names}) and "
@@ -126,3 +136,100 @@ def synthesize_folder(method: Method, labels_dir: str | Path, out_dir: str | Pat
                      [f"{len(rows)} label maps synthesized by {method.config.method}"])
     return out_dir
 
+
+
+# ----------------------------------------------------------------------------- sketches
+
+
+def _require_sketch_model(method: Method, hints: bool) -> None:
+    spec = method.config.label
+    if spec.num_classes != 0 or spec.source_channels != 1:
+        raise DataError(f"this run's {method.config.method} model takes label maps, not "
+                        "sketches. Fix: pass --label / --labels, or use a run trained on "
+                        "sketches (for example --method autopainter).")
+    if hints and "hints" not in inspect.signature(method.generate).parameters:
+        raise DataError(f"this run's {method.config.method} model takes no colour hints. Fix: "
+                        "leave out --hints / --hints-dir.")
+
+
+def synthesize_sketch(method: Method, sketch: np.ndarray, hints: torch.Tensor | None = None,
+                      seed: int | None = None) -> np.ndarray:
+    """(H, W) uint8 sketch (paper 255) + optional (4, H, W) hints → (H, W, 3) uint8 picture.
+
+    Any size works: the sketch is resized to the nearest size the network takes (area
+    averaging keeps thin lines when shrinking; hints with NEAREST) and the result back."""
+    height, width = sketch.shape
+    multiple = method.size_multiple()
+    h, w = valid_size(height, multiple), valid_size(width, multiple)
+    device = method.device
+    sketch_t = sketch_to_tensor(sketch)[None].to(device)                   # (1, 1, H, W)
+    if (h, w) != (height, width):
+        mode = "area" if h * w < height * width else "bilinear"
+        sketch_t = F.interpolate(sketch_t, size=(h, w), mode=mode)
+    kwargs = {}
+    if hints is not None:
+        hints_t = hints[None].to(device)
+        if (h, w) != (height, width):
+            hints_t = F.interpolate(hints_t, size=(h, w), mode="nearest")
+        kwargs["hints"] = hints_t
+    if seed is not None:
+        torch.manual_seed(seed)
+    fake = method.generate(sketch_t, **kwargs)
+    if (h, w) != (height, width):
+        fake = F.interpolate(fake, size=(height, width), mode="bicubic", align_corners=False)
+    return tensor_to_image(fake[0])
+
+
+def synthesize_sketch_file(method: Method, sketch_path: str | Path, out_path: str | Path,
+                           hints_path: str | Path | None = None,
+                           seed: int | None = None) -> tuple[Path, list[str]]:
+    """Colour one sketch file (cleaned as :func:`condsynth.data.sketches.load_sketch` says),
+    with an optional hint image; returns the output path and notes about automatic fixes."""
+    _require_sketch_model(method, hints_path is not None)
+    sketch, notes = load_sketch(sketch_path)
+    hints = None
+    if hints_path is not None:
+        hints, hint_notes = load_hints(hints_path, sketch.shape)
+        notes += hint_notes
+    save_png(synthesize_sketch(method, sketch, hints, seed), out_path)
+    return Path(out_path), notes
+
+
+def synthesize_sketch_folder(method: Method, sketches_dir: str | Path, out_dir: str | Path,
+                             hints_dir: str | Path | None = None, seed: int | None = None,
+                             progress: bool = True) -> tuple[Path, list[str]]:
+    """Every sketch in ``sketches_dir`` to ``out_dir/<stem>.png`` plus ``index.html`` (sketch |
+    hints | result); hint images in ``hints_dir`` pair with sketches by file stem, and a sketch
+    without one is coloured without hints. Returns the folder and notes."""
+    sketches_dir, out_dir = Path(sketches_dir), Path(out_dir)
+    _require_sketch_model(method, hints_dir is not None)
+    if not sketches_dir.is_dir():
+        raise DataError(f"{sketches_dir} is not a folder of sketches")
+    sketches = sorted(p for p in sketches_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not sketches:
+        raise DataError(f"{sketches_dir} holds no sketches (PNG or JPEG files)")
+    hint_files = {}
+    if hints_dir is not None:
+        if not Path(hints_dir).is_dir():
+            raise DataError(f"{hints_dir} is not a folder of hint images")
+        hint_files = {p.stem: p for p in Path(hints_dir).iterdir()
+                      if p.suffix.lower() in IMAGE_SUFFIXES}
+    rows, notes = [], []
+    for path in tqdm(sketches, desc="synthesize", unit="sketch", disable=not progress):
+        sketch, sketch_notes = load_sketch(path)
+        notes += sketch_notes
+        hints, hints_cell = None, "none"
+        if path.stem in hint_files:
+            hints, hint_notes = load_hints(hint_files[path.stem], sketch.shape)
+            notes += hint_notes
+            save_png(hint_picture(hints), out_dir / "hints" / f"{path.stem}.png")
+            hints_cell = f"hints/{path.stem}.png"
+        save_png(synthesize_sketch(method, sketch, hints, seed), out_dir / f"{path.stem}.png")
+        save_png(np.repeat(sketch[..., None], 3, axis=2), out_dir / "sketches" / f"{path.stem}.png")
+        rows.append([path.name, f"sketches/{path.stem}.png", hints_cell, f"{path.stem}.png"])
+    with_hints = sum(row[2] != "none" for row in rows)
+    write_table_page(out_dir / "index.html", f"condsynth: {sketches_dir.name}",
+                     ["sketch file", "sketch", "hints", "result"], rows,
+                     [f"{len(rows)} sketches ({with_hints} with colour hints) coloured by "
+                      f"{method.config.method}"])
+    return out_dir, notes

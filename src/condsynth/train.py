@@ -181,7 +181,8 @@ def wrap_distributed(method: Method, device: torch.device, info: Distributed) ->
         # would wait forever for the other ranks.
         wrapped = nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False)
+            broadcast_buffers=False,
+            find_unused_parameters=method.may_leave_parameters_unused())
         setattr(method, name, wrapped)
 
 
@@ -224,7 +225,10 @@ def write_samples(run_dir: Path, method: Method, samples: SampleSet, step: int,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
         key = "source" if config.label.num_classes == 0 else "label"
-        fake = method.generate(batch[key], instance=batch.get("instance"))
+        # Where a method has a style encoder (pix2pixHD's instance features, SPADE's VAE),
+        # the real image is the style source, as the official training pages show.
+        style = batch["image"] if "encoder" in method.network_names else None
+        fake = method.generate(batch[key], instance=batch.get("instance"), style=style)
     method.train(was_training)
     pictures: dict[str, np.ndarray] = {}
     rows = []
@@ -279,10 +283,11 @@ def prepare_config(config: Config) -> Config:
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          stop_at: int | None = None) -> TrainResult:
+          stop_at: int | None = None, init_from: str | Path | None = None) -> TrainResult:
     """Train ``config`` into ``run_dir``; with ``resume``, continue the run saved there.
 
     ``stop_at`` ends the session early at that step (checkpointed), as an interruption would.
+    ``init_from`` starts a new run from another run's weights (``Method.initialize_from``).
     """
     run_dir = Path(run_dir)
     device = resolve_train_device(config)
@@ -303,6 +308,10 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
             checkpoint.load_network(run_dir, name, module)
         method.load_extras(run_dir)
         start_step = int(state["step"])
+    elif init_from is not None:
+        copied = method.initialize_from(Path(init_from))
+        if info.main:
+            print(f"initialized from {init_from}: {', '.join(copied) or 'nothing matched'}")
     ema = None
     if t.ema > 0:
         ema = copy.deepcopy(method.networks()["generator"]).requires_grad_(False)
@@ -430,9 +439,13 @@ def iterate(dataset: PairedDataset, batches: ResumableBatches, start_step: int,
     epoch, skip = divmod(start_step, batches.steps_per_epoch)
     while True:
         dataset.set_epoch(epoch)
+        # The loader gets a generator of its own: starting an iterator draws a seed, and
+        # drawing it from the global RNG (that dropout and noise use) would shift that RNG
+        # when a resume starts mid-epoch, so the resumed run would not repeat the straight one.
         loader = torch.utils.data.DataLoader(
             dataset, batch_sampler=batches.epoch_batches(epoch, skip),
-            num_workers=config.data.num_workers, pin_memory=torch.cuda.is_available())
+            num_workers=config.data.num_workers, pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(config.train.seed * 1_000_003 + epoch))
         yield from loader
         epoch, skip = epoch + 1, 0
 

@@ -10,16 +10,9 @@ from condsynth import checkpoint
 from condsynth.api import load
 from condsynth.registry import available_methods, build_method
 from condsynth.train import resolve_optim
-from tests.tiny import NUM_CLASSES, SIZE, TINY, tiny_config
+from tests.tiny import SIZE, TINY, generate_inputs, tiny_batch, tiny_config
 
 METHODS = available_methods()
-
-
-def make_batch(seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    label = torch.randint(0, NUM_CLASSES, (2, SIZE, SIZE), generator=g)
-    return {"label": label, "instance": label * 1000 + (torch.arange(SIZE) > SIZE // 2),
-            "image": torch.rand(2, 3, SIZE, SIZE, generator=g) * 2 - 1}
 
 
 def test_every_method_has_a_tiny_config():
@@ -29,10 +22,11 @@ def test_every_method_has_a_tiny_config():
 @pytest.mark.parametrize("name", METHODS)
 def test_forward_shapes(name):
     method = build_method(tiny_config(name))
-    batch = make_batch()
+    batch = tiny_batch(name)
     out = method.forward_generator(batch)
     assert out["fake"].shape == (2, 3, SIZE, SIZE)
-    image = method.eval().generate(batch["label"], instance=batch["instance"])
+    condition, instance = generate_inputs(name, batch)
+    image = method.eval().generate(condition, instance=instance)
     assert image.shape == (2, 3, SIZE, SIZE)
     assert image.min() >= -1 and image.max() <= 1
 
@@ -46,7 +40,7 @@ def test_one_step_changes_parameters(name):
     opt_g = torch.optim.Adam(groups["generator"], lr=1e-3)
     opt_d = torch.optim.Adam(groups["discriminator"], lr=1e-3)
     before = {k: v.clone() for k, v in method.state_dict().items()}
-    batch = make_batch()
+    batch = tiny_batch(name)
     out = method.forward_generator(batch)
     d_losses = method.discriminator_step(batch, out)
     assert d_losses and all(k.startswith("d_") for k in d_losses)
@@ -82,12 +76,12 @@ def test_save_load_equality(name, tmp_path):
         theirs = loaded.networks()[net_name].state_dict()
         for key, value in net.state_dict().items():
             assert torch.equal(value, theirs[key]), f"{net_name}.{key}"
-    batch = make_batch()
+    condition, instance = generate_inputs(name, tiny_batch(name))
     method.eval()
     torch.manual_seed(5)
-    a = method.generate(batch["label"], instance=batch["instance"])
+    a = method.generate(condition, instance=instance)
     torch.manual_seed(5)
-    b = loaded.generate(batch["label"], instance=batch["instance"])
+    b = loaded.generate(condition, instance=instance)
     assert torch.equal(a, b)
 
 
@@ -96,7 +90,7 @@ def test_seeded_determinism(name):
     def run() -> dict[str, torch.Tensor]:
         torch.manual_seed(123)
         method = build_method(tiny_config(name))
-        batch = make_batch()
+        batch = tiny_batch(name)
         out = method.forward_generator(batch)
         losses = {**method.discriminator_step(batch, out), **method.generator_step(batch, out)}
         return {"fake": out["fake"].detach(), **{k: v.detach() for k, v in losses.items()}}

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from condsynth.data.io import Palette, load_palette, read_image, read_instance, read_label
 from condsynth.data.layouts import (
+    IMAGE_CONDITION_LAYOUTS,
     LAYOUT_DEFAULTS,
     Sample,
     apply_label_shift,
@@ -76,7 +77,7 @@ class CheckReport:
             lines.append(f"  phase {phase.phase}: {phase.pairs} item(s)")
             sizes = ", ".join(f"{size} ×{count}" for size, count in phase.image_sizes.items())
             lines.append(f"    image sizes: {sizes or 'none read'}")
-            if self.layout not in ("aligned", "sketch"):
+            if self.layout not in IMAGE_CONDITION_LAYOUTS:
                 lines.append(f"    instance maps: {phase.instances} of {phase.pairs}")
                 lines.append("    classes found (id: pixels):")
                 for class_id, pixels in phase.class_pixels.items():

@@ -17,7 +17,14 @@ from torch import Tensor
 from condsynth.config import DataConfig, LabelConfig
 from condsynth.data.io import load_palette, read_image, read_instance, read_label
 from condsynth.data.labels import check_label_values
-from condsynth.data.layouts import Sample, apply_label_shift, discover
+from condsynth.data.layouts import IMAGE_CONDITION_LAYOUTS, Sample, apply_label_shift, discover
+from condsynth.data.sketches import (
+    XDoGParams,
+    image_sketch,
+    load_sketch,
+    random_xdog_params,
+    sketch_to_tensor,
+)
 from condsynth.data.transforms import apply_image, apply_label, draw_params
 from condsynth.errors import ConfigError, DataError
 
@@ -45,7 +52,11 @@ class PairedDataset(torch.utils.data.Dataset):
     Label layouts give ``{"label": (H, W) int64, "image": (3, H, W) float in [-1, 1],
     "path": label map path}`` plus ``"instance": (H, W) int64`` when ``label.use_instance``.
     The ``aligned`` layout gives ``{"source": (3, H, W), "image": (3, H, W), "path"}`` with
-    ``data.direction`` choosing which half is the input; ``sketch`` gives ``{"image", "path"}``.
+    ``data.direction`` choosing which half is the input; ``sketch`` gives ``{"image", "path"}``,
+    plus ``"source"``: the image's XDoG line drawing (1, H, W) when ``data.line_extraction`` asks
+    for it (with ``xdog_random`` the parameters are drawn per item in training; evaluation items
+    use the defaults); ``sketch_pairs`` gives ``{"source": (1, H, W) sketch, "image", "path":
+    sketch path}``. Sketches are in [-1, 1] with white paper 1 and black lines -1.
 
     Args:
         data: where the data is and how it is preprocessed.
@@ -72,7 +83,7 @@ class PairedDataset(torch.utils.data.Dataset):
         if data.max_items is not None:
             samples = samples[: data.max_items]
         self.samples: list[Sample] = samples
-        self.has_labels = self.layout not in ("aligned", "sketch")
+        self.has_labels = self.layout not in IMAGE_CONDITION_LAYOUTS
         if self.has_labels and label.num_classes is None:
             raise ConfigError("label.num_classes is not resolved. Fix: set label.num_classes, or "
                               "resolve it first with condsynth.data.layouts.detect_num_classes.")
@@ -95,12 +106,37 @@ class PairedDataset(torch.utils.data.Dataset):
         if self.layout == "aligned":
             return self._aligned_item(sample, rng)
         if self.layout == "sketch":
-            image = read_image(sample.image)
-            params = draw_params(image.shape[:2], self.data, self.train, rng,
-                                 self.size_multiple, str(sample.image))
-            return {"image": image_to_tensor(apply_image(image, params)),
-                    "path": str(sample.image)}
+            return self._image_item(sample, rng)
+        if self.layout == "sketch_pairs":
+            return self._sketch_pair_item(sample, rng)
         return self._label_item(sample, rng)
+
+    def _image_item(self, sample: Sample, rng: np.random.Generator) -> dict[str, Any]:
+        image = read_image(sample.image)
+        params = draw_params(image.shape[:2], self.data, self.train, rng, self.size_multiple,
+                             str(sample.image))
+        image = apply_image(image, params)
+        item: dict[str, Any] = {"image": image_to_tensor(image), "path": str(sample.image)}
+        if self.data.line_extraction != "none":
+            # Lines are drawn at the final size, so their width is the same for every item.
+            random = self.train and self.data.line_extraction == "xdog_random"
+            lines = random_xdog_params(rng) if random else XDoGParams()
+            item["source"] = sketch_to_tensor(image_sketch(image, lines))
+        return item
+
+    def _sketch_pair_item(self, sample: Sample, rng: np.random.Generator) -> dict[str, Any]:
+        sketch, _ = load_sketch(sample.sketch, strict=False)
+        image = read_image(sample.image)
+        if sketch.shape != image.shape[:2]:
+            raise DataError(
+                f"size mismatch: sketch {sample.sketch} is {sketch.shape[1]}x{sketch.shape[0]} "
+                f"but image {sample.image} is {image.shape[1]}x{image.shape[0]} (width x "
+                "height). Fix: resize one of them so that the pair matches.")
+        params = draw_params(image.shape[:2], self.data, self.train, rng, self.size_multiple,
+                             str(sample.sketch))
+        return {"source": sketch_to_tensor(apply_image(sketch, params)),
+                "image": image_to_tensor(apply_image(image, params)),
+                "path": str(sample.sketch)}
 
     def _label_item(self, sample: Sample, rng: np.random.Generator) -> dict[str, Any]:
         spec = self.label_config

@@ -12,7 +12,12 @@ Supported layouts (``DataConfig.layout``):
 ``ade20k``      ``ADEChallengeData2016/{images,annotations}/{training,validation}/``
 ``coco_stuff``  ``{train,val}_label/``, ``{train,val}_img/``, optional ``{train,val}_inst/``
 ``aligned``     pix2pix A|B images side by side, in ``{phase}/`` or in the root itself
-``sketch``      any folder of images, searched recursively (Auto-painter)
+``sketch``      any folder of images, searched recursively (Auto-painter draws their sketches
+                on the fly, ``data.line_extraction``); in a dataset folder with ``{phase}_img/``
+                only the images there; a folder with ``{phase}_sketch/`` is read as
+                ``sketch_pairs``
+``sketch_pairs`` ``{phase}_sketch/`` (line drawings) and ``{phase}_img/`` (colour images); paired by
+                stem, as ``condsynth data sketches`` writes them
 ==============  ==============================================================================
 
 ``auto`` detects the layout from the folders present.
@@ -31,11 +36,15 @@ from PIL import Image
 from condsynth.data.io import read_label
 from condsynth.errors import DataError
 
-__all__ = ["Sample", "Discovery", "LAYOUTS", "LAYOUT_DEFAULTS", "IMAGE_SUFFIXES", "discover",
+__all__ = ["Sample", "Discovery", "LAYOUTS", "LAYOUT_DEFAULTS", "IMAGE_SUFFIXES",
+           "IMAGE_CONDITION_LAYOUTS", "discover",
            "scan", "resolve_layout", "available_phases", "apply_label_shift", "read_classes",
            "detect_num_classes"]
 
-LAYOUTS = ("pix2pixhd", "spade_custom", "cityscapes", "ade20k", "coco_stuff", "aligned", "sketch")
+LAYOUTS = ("pix2pixhd", "spade_custom", "cityscapes", "ade20k", "coco_stuff", "aligned", "sketch",
+           "sketch_pairs")
+# Layouts whose condition is an image (A|B halves, a sketch), not a label map.
+IMAGE_CONDITION_LAYOUTS = ("aligned", "sketch", "sketch_pairs")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 # What the official releases assume about each benchmark. ADE20K stores 0 = "other" and classes
@@ -52,12 +61,13 @@ _NO_INSTANCE = "train without instance maps (--no-instance / label.use_instance=
 @dataclass
 class Sample:
     """One item of a dataset. For ``aligned`` layouts ``image`` is the A|B file and ``label`` is
-    None; for ``sketch`` only ``image`` is set."""
+    None; for ``sketch`` only ``image`` is set; ``sketch_pairs`` set ``image`` and ``sketch``."""
 
     image: Path | None
     label: Path | None = None
     instance: Path | None = None
     name: str = ""
+    sketch: Path | None = None
 
 
 @dataclass
@@ -124,7 +134,13 @@ def resolve_layout(root: str | Path, layout: str = "auto", phase: str = "train")
         if layout not in LAYOUTS:
             raise DataError(f"unknown dataset layout '{layout}'. Fix: use one of "
                             f"auto, {', '.join(LAYOUTS)}.")
+        if layout == "sketch" and _has_sketch_pairs(root):
+            # Read recursively as plain images, a pairs folder would mix sketches into the
+            # colour images; its sketches are what the user means.
+            return "sketch_pairs"
         return layout
+    if _has_sketch_pairs(root):
+        return "sketch_pairs"
     if (root / "gtFine").is_dir() and (root / "leftImg8bit").is_dir():
         return "cityscapes"
     if _ade_base(root) is not None:
@@ -156,6 +172,7 @@ def resolve_layout(root: str | Path, layout: str = "auto", phase: str = "train")
         f"{root}: could not detect the dataset layout. Looked for: gtFine/ + leftImg8bit/ "
         "(cityscapes), ADEChallengeData2016/ (ade20k), label_dir/ + image_dir/ (spade_custom), "
         f"{phase}_label/ + {phase}_img/ (pix2pixhd), train_label/ + val_label/ (coco_stuff), "
+        f"{phase}_sketch/ + {phase}_img/ (sketch_pairs), "
         f"images in {phase}/ or in the folder itself (aligned). Fix: arrange the data in one of "
         "these layouts, or set --layout.")
 
@@ -167,6 +184,9 @@ def available_phases(root: str | Path, layout: str) -> list[str]:
     layout = resolve_layout(root, layout)
     if layout in ("pix2pixhd", "coco_stuff"):
         found = [p.name[: -len("_label")] for p in sorted(root.glob("*_label")) if p.is_dir()]
+        return _train_first(found)
+    if layout == "sketch_pairs":
+        found = [p.name[: -len("_sketch")] for p in sorted(root.glob("*_sketch")) if p.is_dir()]
         return _train_first(found)
     if layout == "cityscapes":
         return _train_first(p.name for p in sorted((root / "gtFine").iterdir()) if p.is_dir())
@@ -217,17 +237,17 @@ def read_classes(root: str | Path) -> tuple[list[str], list[list[int]]] | None:
 def detect_num_classes(root: str | Path, layout: str = "auto", phase: str = "train",
                        dontcare: int = 255, max_files: int = 200,
                        palette: dict[tuple[int, int, int], int] | None = None) -> int:
-    """The number of classes of a dataset, in order of preference: ``classes.json``; the
+    """The number of classes of a dataset, in order of preference: 0 for layouts without label
+    maps (aligned, sketch, sketch_pairs: the condition is an image); ``classes.json``; the
     benchmark's own count (ADE20K 150, COCO-Stuff 182, Cityscapes 35); the largest palette id
     + 1; the largest id (dont-care excluded) + 1 over up to ``max_files`` label maps spread
-    evenly over the dataset. Layouts without label maps (aligned, sketch) give 0: the condition
-    is an image."""
+    evenly over the dataset."""
+    layout = resolve_layout(root, layout, phase)
+    if layout in IMAGE_CONDITION_LAYOUTS:
+        return 0                # even beside a classes.json: the labels are not read
     classes = read_classes(root)
     if classes is not None:
         return len(classes[0])
-    layout = resolve_layout(root, layout, phase)
-    if layout in ("aligned", "sketch"):
-        return 0
     if "num_classes" in LAYOUT_DEFAULTS.get(layout, {}):
         return LAYOUT_DEFAULTS[layout]["num_classes"]
     if palette:
@@ -452,7 +472,42 @@ def _find_aligned(root: Path, phase: str, found: Discovery, use_instance: bool,
 
 def _find_sketch(root: Path, phase: str, found: Discovery, use_instance: bool,
                  require_images: bool) -> None:
+    if any(p.is_dir() for p in root.glob("*_img")):
+        # A paired dataset (pix2pixHD layout): its photos, not its label and instance maps.
+        root = _require_dir(root / f"{phase}_img", "image")
+        phase = ""
     _find_image_folder(root, phase, found, use_instance, require_images, recursive=True)
+
+
+def _has_sketch_pairs(root: Path) -> bool:
+    return any(p.is_dir() and (root / f"{p.name[: -len('_sketch')]}_img").is_dir()
+               for p in root.glob("*_sketch"))
+
+
+def _find_sketch_pairs(root: Path, phase: str, found: Discovery, use_instance: bool,
+                       require_images: bool) -> None:
+    if use_instance:
+        raise DataError(f"{root}: the sketch_pairs layout has no instance maps. Fix: "
+                        f"{_NO_INSTANCE}.")
+    sketch_dir = _require_dir(root / f"{phase}_sketch", "sketch",
+                              "write the pairs with `condsynth data sketches`, or check --phase")
+    image_dir = root / f"{phase}_img"
+    sketches = _by_key(_list_images(sketch_dir), _stem)
+    if not sketches:
+        raise DataError(f"{sketch_dir}: no sketches found. Fix: add the line drawings (PNG) or "
+                        "check data.root / --phase.")
+    images = _images_or_none(image_dir, require_images, "image")
+    names = sorted(sketches)
+    if images is not None:
+        lonely = sorted(set(sketches) ^ set(images))
+        if lonely:
+            found.problems.append(
+                f"{len(sketches)} sketches in {sketch_dir} but {len(images)} images in "
+                f"{image_dir}, and {len(lonely)} do not pair up by name: {_unmatched(lonely)}. "
+                "Fix: add the missing files or remove the extras.")
+        names = sorted(set(sketches) & set(images))
+    found.samples.extend(Sample(image=images[n] if images is not None else None,
+                                sketch=sketches[n], name=n) for n in names)
 
 
 _FINDERS: dict[str, Callable[[Path, str, Discovery, bool, bool], None]] = {
@@ -463,4 +518,5 @@ _FINDERS: dict[str, Callable[[Path, str, Discovery, bool, bool], None]] = {
     "coco_stuff": _find_coco_stuff,
     "aligned": _find_aligned,
     "sketch": _find_sketch,
+    "sketch_pairs": _find_sketch_pairs,
 }

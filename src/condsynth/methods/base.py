@@ -59,6 +59,9 @@ class Method(nn.Module):
     network_names: ClassVar[tuple[str, ...]] = ("generator", "discriminator")
     # Networks :meth:`generate` needs (the rest is not loaded for inference).
     inference_networks: ClassVar[tuple[str, ...]] = ("generator",)
+    # Settings of the other config sections that ``default_config`` starts from, by section:
+    # {"label": {...}, "data": {...}} (a method conditioned on sketches, not label maps).
+    config_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -98,6 +101,23 @@ class Method(nn.Module):
 
     def on_step(self, step: int, max_steps: int) -> None:  # noqa: B027  (optional hook)
         """Called before each training step (staged training, fade-in, ...)."""
+
+    def may_leave_parameters_unused(self) -> bool:
+        """Whether some trainable parameters can get no gradient in a step (e.g. a frozen
+        stage), which distributed training must be told about."""
+        return False
+
+    def initialize_from(self, run_dir: Path) -> list[str]:
+        """Start from another run's weights (fine-tuning, staged training): every network of
+        the same name and shape is copied. Returns the names of what was copied."""
+        from condsynth import checkpoint
+
+        copied = []
+        for name, net in self.networks().items():
+            if checkpoint.has_network(run_dir, name):
+                checkpoint.load_network(run_dir, name, net)
+                copied.append(name)
+        return copied
 
     # ----------------------------------------------------------------------------- inference
     @torch.no_grad()
