@@ -1,0 +1,886 @@
+"""The studio's web server: the page, and an HTTP API around ``Method.generate``.
+
+The page (``static/``) paints a layout in the browser and asks this server for the picture, as
+GauGAN's demo did (Park et al., CVPR 2019). Built on the standard library's threading HTTP
+server: no dependency beyond condsynth's own, full control over body sizes, and one thread per
+request, so a slow picture never blocks the page's other requests.
+
+HTTP API (JSON in and out unless said otherwise; every error is ``{"error": message}`` with a
+4xx status for a problem with the request and 500 when the model itself failed):
+
+====================================  ========================================================
+``GET /``, ``GET /static/NAME``       the page and its files (a fixed list read at start;
+                                      no other path of the disk is ever served)
+``GET /health``                       ``{"status": "ok", "models": N, "device": ...}``
+``GET /api/models``                   every run: id, method, mode (``paint`` / ``sketch``),
+                                      canvas size, classes, which style controls apply
+``GET /api/looks?model=ID``           pix2pixHD: a thumbnail per clustered look of each class
+``POST /api/generate``                a layout (or sketch) in; ``{"image": data URL of the
+                                      PNG, "ms": inference time, "seed", "notes"}`` out
+``POST /api/upload/KIND?model=ID``    a file as the raw request body (KIND ``label``,
+``&name=FILE``                        ``instance``, ``style`` or ``sketch``): decoded,
+                                      checked against the model, resized to its canvas
+``POST /api/png``                     ``{"model", "kind": "label" | "instance", "map"}`` ->
+                                      a single-channel PNG of the exact ids (image/png)
+====================================  ========================================================
+
+Maps travel as ``{"width": W, "height": H, "dtype": "uint8" | "uint16" | "int32", "data":
+base64 of the little-endian values, row by row}`` (``"channels": 4`` for the RGBA hint layer):
+exact ids, no colour round trip. A generate request holds ``model``, ``seed`` and either
+``label`` (+ ``instance``, ``style`` (base64 PNG), ``looks`` ``{class: cluster}``,
+``instance_looks`` ``{instance id: cluster}``) or ``sketch`` (+ ``hints``).
+
+Reproducibility: every picture is ``torch.manual_seed(seed)`` followed by one ``generate``
+call, so the same layout and seed give the same picture as a direct call in Python. Torch's
+random generator is one per process, so seeding and generating are serialized by one lock
+(besides each model's own lock): concurrent requests queue instead of mixing their noise.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import inspect
+import io
+import ipaddress
+import json
+import socket
+import sys
+import threading
+import time
+import traceback
+import warnings
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse, urlsplit
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
+
+from condsynth.api import load
+from condsynth.data.dataset import image_to_tensor, tensor_to_image
+from condsynth.data.labels import check_label_values
+from condsynth.data.procedural import CLASS_COLOURS, CLASS_NAMES, THING_CLASSES
+from condsynth.data.sketches import hints_from_array, normalize_sketch, sketch_to_tensor
+from condsynth.errors import CondsynthError
+from condsynth.methods.base import Method
+from condsynth.pages import default_colours
+from condsynth.synthesize import resize_map, valid_size
+
+__all__ = ["StudioError", "StudioModel", "StudioServer", "make_server", "load_models", "model_ids",
+           "class_table", "derive_instances", "decode_array", "encode_array", "is_loopback"]
+
+MAX_UPLOAD_BYTES = 16 * 2**20      # one uploaded file (a style photo, a label map)
+MAX_UPLOAD_PIXELS = 40_000_000     # decoded size of an upload (a PNG bomb stops here)
+MAX_DRAIN_BYTES = 64 * 2**20       # an over-large body up to this size is read and dropped, so
+                                   # the browser gets the 413 message instead of a reset
+THUMBNAIL = 48                     # side of a look thumbnail in pixels
+SEED_LIMIT = 2**63                 # seeds are non-negative int64
+DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2"), "int32": np.dtype("<i4")}
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".png": "image/png",
+                 ".svg": "image/svg+xml", ".ico": "image/x-icon"}
+# Nothing from other origins: the page ships everything it needs (no CDN).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+# torch's random generator is process-wide: seeding and the generate call that draws from it
+# (dropout noise, SPADE's z, pix2pixHD's random looks) must not interleave between requests.
+_RNG_LOCK = threading.Lock()
+
+
+class StudioError(Exception):
+    """A request the studio refuses: an HTTP status and a message the page shows as it is."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def decode_array(raw: Any, what: str, height: int, width: int, dtypes: tuple[str, ...],
+                 channels: int = 1) -> np.ndarray:
+    """A map sent by the page (see the module docstring) as (H, W) or (H, W, channels).
+
+    Raises :class:`StudioError` (400) when it is malformed or not of the canvas' size.
+    """
+    if not isinstance(raw, dict):
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: expected an object with width, "
+                          "height, dtype and data (base64)")
+    if (raw.get("width"), raw.get("height")) != (width, height):
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: size {raw.get('width')}x"
+                          f"{raw.get('height')} but this model's canvas is {width}x{height} "
+                          "(width x height)")
+    if raw.get("dtype") not in dtypes:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: dtype {raw.get('dtype')!r}, "
+                          f"expected one of {', '.join(dtypes)}")
+    if raw.get("channels", 1) != channels:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: {raw.get('channels')} channels, "
+                          f"expected {channels}")
+    dtype = DTYPES[raw["dtype"]]
+    try:
+        data = base64.b64decode(raw.get("data", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: data is not valid base64") from None
+    expected = height * width * channels * dtype.itemsize
+    if len(data) != expected:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: {len(data)} bytes of data, "
+                          f"expected {expected} ({width}x{height}x{channels} {raw['dtype']})")
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+
+
+def encode_array(array: np.ndarray, dtype: str) -> dict[str, Any]:
+    """The inverse of :func:`decode_array`: an (H, W) or (H, W, C) map as sent."""
+    height, width = array.shape[:2]
+    data = np.ascontiguousarray(array.astype(DTYPES[dtype])).tobytes()
+    out = {"width": width, "height": height, "dtype": dtype,
+           "data": base64.b64encode(data).decode("ascii")}
+    if array.ndim == 3:
+        out["channels"] = array.shape[2]
+    return out
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """(H, W, 3) uint8, (H, W) uint8 or (H, W) uint16 as PNG bytes (modes RGB, L, I;16)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def derive_instances(label: np.ndarray, things: frozenset[int]) -> np.ndarray:
+    """An instance map for a label map that came without one (Cityscapes encoding): stuff
+    pixels hold their class id, each 4-connected blob of thing class ``c`` is ``c*1000 + k``."""
+    instance = label.astype(np.int64)
+    for c in sorted(things):
+        blobs, _ = ndimage.label(label == c)               # 4-connectivity: the default cross
+        instance = np.where(blobs > 0, c * 1000 + blobs, instance)
+    return instance
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+def open_upload(data: bytes, name: str) -> Image.Image:
+    """Decode an uploaded file (fully, so truncation is found here) or refuse it with 415."""
+    if not data:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{name}: the file is empty")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise StudioError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                          f"{name} is not an image the studio can read. Fix: upload a PNG "
+                          "(label and instance maps) or a PNG or JPEG (style images, "
+                          "sketches).") from None
+    if img.width * img.height > MAX_UPLOAD_PIXELS:
+        raise StudioError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                          f"{name} is {img.width}x{img.height} pixels; the studio takes at most "
+                          f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels. Fix: scale it down.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as err:
+        raise StudioError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                          f"{name} could not be decoded as an image ({err}). Fix: re-export "
+                          "it as a PNG.") from None
+    return img
+
+
+def _ids(img: Image.Image) -> np.ndarray:
+    """Pixel values of a single-channel image as int64 (16-bit values never wrap negative)."""
+    array = np.asarray(img)
+    if array.dtype == np.int16:
+        array = array.view(np.uint16)
+    return array.astype(np.int64)
+
+
+def rgb_on_white(img: Image.Image) -> np.ndarray:
+    """Any image as (H, W, 3) uint8 RGB; transparent parts become white paper."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(paper, rgba).convert("RGB")).copy()
+    if img.mode.startswith("I;16"):
+        return np.repeat((_ids(img) >> 8).astype(np.uint8)[..., None], 3, axis=2)
+    return np.asarray(img.convert("RGB")).copy()
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def class_table(label_config: Any) -> list[dict[str, Any]]:
+    """The palette of a label-map model: ``[{"id", "name", "colour", "thing"}]``.
+
+    Names and colours come from the run's config (``label.class_names`` / ``class_colours``,
+    which training copies from the dataset's ``classes.json``). A run that stores none and has
+    the procedural scenes' 11 classes gets their names and colours; any other gets "class i"
+    and distinct colours. Thing classes (a new instance id per stroke) are the procedural
+    scenes' ``THING_CLASSES`` when the names are theirs; every class of other runs is stuff.
+    """
+    n = int(label_config.num_classes)
+    names = [str(name) for name in label_config.class_names[:n]]
+    colours = [[int(v) for v in c] for c in label_config.class_colours[:n]]
+    if not names and n == len(CLASS_NAMES):
+        names, colours = list(CLASS_NAMES), [list(c) for c in CLASS_COLOURS]
+    things = THING_CLASSES if names == CLASS_NAMES else frozenset()
+    names += [f"class {i}" for i in range(len(names), n)]
+    colours += default_colours(n)[len(colours):]
+    return [{"id": i, "name": names[i], "colour": colours[i], "thing": i in things}
+            for i in range(n)]
+
+
+class StudioModel:
+    """One run served by the studio: the loaded method, its canvas and controls, and a lock.
+
+    Args:
+        model_id: the name the page shows and sends (the run folder's name, made unique).
+        run_dir: the run directory (shown in the page).
+        method: the method from :func:`condsynth.api.load`.
+
+    The canvas is the run's training crop (``data.crop_size`` wide, ``crop_size /
+    aspect_ratio`` high), rounded to a size the network takes (:meth:`Method.size_multiple`).
+    """
+
+    def __init__(self, model_id: str, run_dir: str | Path, method: Method) -> None:
+        self.id = model_id
+        self.run_dir = Path(run_dir)
+        self.method = method
+        config = method.config
+        spec = config.label
+        if spec.num_classes:
+            self.mode = "paint"
+        elif spec.source_channels == 1:
+            self.mode = "sketch"
+        else:
+            raise CondsynthError(
+                f"{run_dir}: this {config.method} run is conditioned on a {spec.source_channels}"
+                "-channel image, which the studio cannot paint (it paints label maps and line "
+                "sketches). Fix: use `condsynth synthesize` for it.")
+        multiple = method.size_multiple()
+        self.width = valid_size(config.data.crop_size, multiple)
+        self.height = valid_size(round(config.data.crop_size / config.data.aspect_ratio),
+                                 multiple)
+        self.classes = class_table(spec) if self.mode == "paint" else []
+        self.things = frozenset(c["id"] for c in self.classes if c["thing"])
+        model = config.model
+        # Which controls apply, read from the run's public config and the method's public API.
+        self.hints = (self.mode == "sketch" and bool(getattr(model, "hints", False))
+                      and "hints" in inspect.signature(method.generate).parameters)
+        self.style_image = self.mode == "paint" and bool(
+            getattr(model, "use_vae", False) or getattr(model, "instance_feat", False)
+            or getattr(model, "label_feat", False))
+        centres = method.cluster_centres() if hasattr(method, "cluster_centres") else {}
+        self.clusters = {int(c): len(v) for c, v in centres.items() if len(v)}
+        # Whether another seed gives another picture ("another look"): test-time dropout
+        # (when the network has dropout at all: a shallow U-Net has none), SPADE's z,
+        # pix2pixHD's random looks.
+        dropout = any(isinstance(m, torch.nn.Dropout) for m in method.modules())
+        self.random = bool((getattr(model, "test_time_noise", False) and dropout)
+                           or getattr(model, "use_vae", False) or self.clusters)
+        self.lock = threading.Lock()
+        self._thumbnails: list[dict[str, Any]] | None = None
+
+    @property
+    def label_dtype(self) -> str:
+        spec = self.method.config.label
+        return "uint8" if max(spec.num_classes or 0, spec.dontcare_label) < 256 else "uint16"
+
+    def describe(self) -> dict[str, Any]:
+        """What the page needs to know about this model."""
+        spec = self.method.config.label
+        eraser = spec.dontcare_label if spec.contain_dontcare_label else 0
+        return {
+            "id": self.id, "run": str(self.run_dir), "method": self.method.config.method,
+            "mode": self.mode, "width": self.width, "height": self.height,
+            "size_multiple": self.method.size_multiple(), "device": str(self.method.device),
+            "classes": self.classes, "dontcare": spec.dontcare_label, "eraser": eraser,
+            "use_instance": bool(spec.use_instance), "label_dtype": self.label_dtype,
+            "style_image": self.style_image, "random": self.random,
+            "looks": {str(c): k for c, k in sorted(self.clusters.items())},
+            "hints": self.hints,
+        }
+
+    # ----------------------------------------------------------------------------- checks
+    def check_label(self, label: np.ndarray, source: str) -> None:
+        """Refuse class ids the model does not know (422 with the model's classes)."""
+        spec = self.method.config.label
+        names = ", ".join(f"{c['id']} {c['name']}" for c in self.classes)
+        try:
+            check_label_values(torch.from_numpy(label)[None], spec, source,
+                               fix=f"this model knows the classes {names} and "
+                               f"{spec.dontcare_label} (dont-care); relabel the map with those "
+                               "ids, or choose the model it was made for")
+        except CondsynthError as err:
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY, str(err)) from None
+
+    # ----------------------------------------------------------------------------- synthesis
+    def _run(self, seed: int, generate: Any) -> tuple[np.ndarray, float, list[str]]:
+        """``torch.manual_seed(seed)``, then ``generate()`` -> (picture, milliseconds, notes),
+        under the model's lock and the process-wide RNG lock; warnings become notes."""
+        with self.lock, _RNG_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            torch.manual_seed(seed)
+            fake = generate()                                            # (1, 3, H, W)
+            picture = tensor_to_image(fake[0])   # on the CPU: the time includes any GPU sync
+            ms = (time.perf_counter() - start) * 1000.0
+        notes = list(dict.fromkeys(str(w.message) for w in caught))
+        return picture, ms, notes
+
+    def paint(self, label: np.ndarray, instance: np.ndarray | None = None,
+              style: np.ndarray | None = None, looks: dict[int, int] | None = None,
+              instance_looks: dict[int, int] | None = None,
+              seed: int = 0) -> tuple[np.ndarray, float, list[str]]:
+        """The picture for a label map (H, W), as ``torch.manual_seed(seed)`` then
+        ``generate(label, instance, style)``; with chosen pix2pixHD looks (and no style image),
+        ``generate(label, instance, z=feature_map(label, instance, looks, instance_looks,
+        seed=seed))``. Returns (H, W, 3) uint8, the inference time in ms and notes."""
+        method = self.method
+        device = method.device
+        label_t = torch.from_numpy(label.astype(np.int64))[None].to(device)     # (1, H, W)
+        instance_t = (None if instance is None
+                      else torch.from_numpy(instance.astype(np.int64))[None].to(device))
+        style_t = None if style is None else image_to_tensor(style)[None].to(device)
+        if (looks or instance_looks) and style is None:
+            if not self.clusters:
+                raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                                  "this model has no clustered looks to choose from")
+
+            def generate() -> torch.Tensor:
+                features = method.feature_map(label_t, instance_t, looks, instance_looks,
+                                              seed=seed)                # (1, feat_num, H, W)
+                return method.generate(label_t, instance=instance_t, z=features)
+        else:
+            def generate() -> torch.Tensor:
+                return method.generate(label_t, instance=instance_t, style=style_t)
+        return self._run(seed, generate)
+
+    def colour_sketch(self, sketch: np.ndarray, hints: np.ndarray | None = None,
+                      seed: int = 0) -> tuple[np.ndarray, float, list[str]]:
+        """Auto-painter: (H, W) uint8 sketch (paper 255) and an optional (H, W, 4) RGBA hint
+        layer (transparent = no hint) -> picture, ms, notes."""
+        sketch_t = sketch_to_tensor(sketch)[None].to(self.method.device)      # (1, 1, H, W)
+        kwargs: dict[str, torch.Tensor] = {}
+        if hints is not None and bool((hints[..., 3] > 0).any()):
+            if not self.hints:
+                raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                                  "this model was trained without colour hints; clear the hint "
+                                  "strokes")
+            kwargs["hints"] = hints_from_array(hints)[None].to(self.method.device)
+        return self._run(seed, lambda: self.method.generate(sketch_t, **kwargs))
+
+    def look_thumbnails(self) -> list[dict[str, Any]]:
+        """pix2pixHD: ``[{"id": class, "looks": [data URL, ...]}]``, one small picture per
+        cluster: the class filling the canvas in that look. Made once, then cached."""
+        if not self.clusters:
+            raise StudioError(HTTPStatus.NOT_FOUND, f"model {self.id} has no clustered looks "
+                              "(a pix2pixHD run after `condsynth features` has them)")
+        with self.lock:
+            if self._thumbnails is not None:
+                return self._thumbnails
+            method, device = self.method, self.method.device
+            rows = []
+            with _RNG_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for c, count in sorted(self.clusters.items()):
+                    label = torch.full((1, self.height, self.width), c, dtype=torch.int64,
+                                       device=device)
+                    # One vector per look, then one batched pass: (K, feat_num, H, W).
+                    features = torch.cat([method.feature_map(label, label, {c: k}, seed=0)
+                                          for k in range(count)])
+                    labels = label.expand(count, -1, -1)
+                    fake = method.generate(labels, instance=labels, z=features)
+                    looks = []
+                    for picture in fake:
+                        thumb = Image.fromarray(tensor_to_image(picture)).resize(
+                            (THUMBNAIL, THUMBNAIL), Image.Resampling.BOX)
+                        looks.append(data_url(png_bytes(np.asarray(thumb))))
+                    rows.append({"id": c, "looks": looks})
+            self._thumbnails = rows
+            return rows
+
+    # ----------------------------------------------------------------------------- uploads
+    def upload_label(self, data: bytes, name: str) -> dict[str, Any]:
+        """An uploaded label map -> the label (and a derived instance map) at the canvas size.
+
+        Single-channel PNGs hold class ids (modes L, P, I;16, I). A colour PNG is accepted
+        when every colour is one of this model's class colours."""
+        img = open_upload(data, name)
+        notes = []
+        mode = img.mode
+        if mode in ("LA", "PA"):              # the alpha channel carries no class
+            img, mode = img.getchannel(0), mode[0]
+        if mode in ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"):
+            label = _ids(img)
+        elif mode in ("RGB", "RGBA", "RGBX"):
+            label = self._colours_to_ids(np.asarray(img.convert("RGB")), name)
+            notes.append(f"{name}: a colour label map, read with this model's class colours.")
+        else:
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                              f"{name}: label maps are single-channel PNGs of class ids; found "
+                              f"mode {mode}. Fix: save it as an 8- or 16-bit greyscale PNG.")
+        self.check_label(label, name)
+        label = self._fit(label, name, notes)
+        instance = derive_instances(label, self.things)
+        return {"label": encode_array(label, self.label_dtype),
+                "instance": encode_array(instance, "int32"), "notes": notes}
+
+    def _colours_to_ids(self, rgb: np.ndarray, name: str) -> np.ndarray:
+        wide = rgb.astype(np.int64)
+        packed = (wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2]
+        lookup = {(r << 16) | (g << 8) | b: c["id"]
+                  for c in self.classes for r, g, b in [c["colour"]]}
+        colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+        unknown = [int(v) for v in colours if int(v) not in lookup]
+        if unknown:
+            shown = ", ".join(f"#{v:06x}" for v in unknown[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                              f"{name}: a colour image whose colours {shown}{more} are not "
+                              "this model's class colours. Fix: upload a single-channel PNG "
+                              "of class ids (the layout download is one).")
+        ids = np.array([lookup[int(v)] for v in colours], dtype=np.int64)
+        return ids[inverse].reshape(rgb.shape[:2])
+
+    def upload_instance(self, data: bytes, name: str) -> dict[str, Any]:
+        """An uploaded instance map (Cityscapes encoding) at the canvas size."""
+        img = open_upload(data, name)
+        if img.mode not in ("1", "L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"):
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                              f"{name}: instance maps are single-channel PNGs of instance ids "
+                              f"(8 or 16 bit); found mode {img.mode}. Fix: save it as a 16-bit "
+                              "greyscale PNG.")
+        instance = _ids(img)
+        if instance.min(initial=0) < 0 or instance.max(initial=0) >= 2**31:
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                              f"{name}: instance ids must lie in 0..2**31-1")
+        notes: list[str] = []
+        instance = self._fit(instance, name, notes)
+        return {"instance": encode_array(instance, "int32"), "notes": notes}
+
+    def upload_style(self, data: bytes, name: str) -> dict[str, Any]:
+        """An uploaded style image -> a PNG of the canvas size (what generate requests send)."""
+        if not self.style_image:
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                              f"model {self.id} has no style encoder, so a style image cannot "
+                              "steer it (SPADE with use_vae and pix2pixHD with instance "
+                              "features can)")
+        image = rgb_on_white(open_upload(data, name))
+        notes = []
+        if image.shape[:2] != (self.height, self.width):
+            notes.append(f"{name}: resized from {image.shape[1]}x{image.shape[0]} to the "
+                         f"canvas' {self.width}x{self.height}.")
+            image = np.asarray(Image.fromarray(image).resize((self.width, self.height),
+                                                             Image.Resampling.BICUBIC))
+        return {"image": data_url(png_bytes(image)), "notes": notes}
+
+    def upload_sketch(self, data: bytes, name: str) -> dict[str, Any]:
+        """An uploaded drawing -> a clean sketch (paper 255, ink 0) at the canvas size."""
+        if self.mode != "sketch":
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                              f"model {self.id} paints label maps, not sketches")
+        rgb = rgb_on_white(open_upload(data, name)).astype(np.float32) / 255.0
+        try:
+            sketch, notes = normalize_sketch(rgb, name, strict=True)
+        except CondsynthError as err:
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY, str(err)) from None
+        if sketch.shape != (self.height, self.width):
+            notes.append(f"{name}: resized from {sketch.shape[1]}x{sketch.shape[0]} to the "
+                         f"canvas' {self.width}x{self.height}.")
+            shrink = sketch.size > self.width * self.height
+            # Box averaging keeps thin lines when shrinking.
+            sketch = np.asarray(Image.fromarray(sketch).resize(
+                (self.width, self.height),
+                Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR))
+        return {"sketch": encode_array(sketch, "uint8"), "notes": notes}
+
+    def _fit(self, ids: np.ndarray, name: str, notes: list[str]) -> np.ndarray:
+        """Nearest-neighbour resize of an id map to the canvas (ids must never blend)."""
+        if ids.shape != (self.height, self.width):
+            notes.append(f"{name}: resized (nearest) from {ids.shape[1]}x{ids.shape[0]} to the "
+                         f"canvas' {self.width}x{self.height}.")
+            ids = resize_map(ids, self.height, self.width)
+        return ids
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """The page's files by name, read once: requests are answered from this table only."""
+    folder = resources.files("condsynth") / "studio" / "static"
+    files = {}
+    for entry in folder.iterdir():
+        suffix = Path(entry.name).suffix
+        if entry.is_file() and suffix in CONTENT_TYPES:
+            files[entry.name] = (entry.read_bytes(), CONTENT_TYPES[suffix])
+    if "index.html" not in files:
+        raise CondsynthError(f"the studio's page is missing from {folder}: reinstall condsynth")
+    return files
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class StudioServer(ThreadingHTTPServer):
+    """The studio's HTTP server (see the module docstring for its API).
+
+    Args:
+        models: the runs to serve; the first is shown first.
+        host: address to bind; loopback (127.0.0.1) unless the user asks otherwise.
+        port: TCP port; 0 picks a free one (see :attr:`url`).
+        quiet: no request log on stderr.
+    """
+
+    daemon_threads = True            # a hanging request never keeps the process alive
+    allow_reuse_address = True
+
+    def __init__(self, models: list[StudioModel], host: str = "127.0.0.1", port: int = 8000,
+                 quiet: bool = True) -> None:
+        if not models:
+            raise CondsynthError("the studio needs at least one run directory")
+        self.models = {m.id: m for m in models}
+        self.static = _static_files()
+        self.quiet = quiet
+        # Bound to loopback, requests must also name a loopback host: a web page elsewhere
+        # cannot reach the studio through DNS rebinding.
+        self.loopback_only = is_loopback(host)
+        pixels = max(m.width * m.height for m in models)
+        # A generate request: label (<= 2 bytes), instance (4), hints (4) and a style PNG
+        # (<= ~4) per pixel, base64-encoded (x 4/3), and room for the rest.
+        self.max_json_bytes = 2**20 + pixels * 14 * 4 // 3
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        try:
+            super().__init__((host, port), StudioHandler)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise CondsynthError(f"port {port} on {host} is in use. Fix: pass --port with "
+                                     "another number (0 picks a free one).") from None
+            raise CondsynthError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        shown = f"[{host}]" if ":" in str(host) else host
+        return f"http://{shown}:{port}/"
+
+    def model(self, model_id: Any) -> StudioModel:
+        if model_id not in self.models:
+            raise StudioError(HTTPStatus.NOT_FOUND, f"unknown model {model_id!r}; this studio "
+                              f"serves {', '.join(self.models)}")
+        return self.models[model_id]
+
+    def start(self) -> threading.Thread:
+        """Serve in a background thread (tests, notebooks); ``shutdown()`` stops it."""
+        thread = threading.Thread(target=self.serve_forever, name="condsynth-studio",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+
+class StudioHandler(BaseHTTPRequestHandler):
+    """One request: route it, answer JSON, PNG or a static file, and turn every refusal into
+    ``{"error": ...}`` the page shows."""
+
+    server: StudioServer
+    protocol_version = "HTTP/1.1"
+    server_version = "condsynth-studio"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        if not self.server.quiet:
+            super().log_message(format, *args)
+
+    # ----------------------------------------------------------------------------- dispatch
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        self._body_read = True
+        self._dispatch(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._body_read = False
+        self._dispatch(self._post)
+
+    def _dispatch(self, route: Any) -> None:
+        try:
+            self._check_host()
+            route(urlparse(self.path))
+        except StudioError as err:
+            self._fail(err.status, err.message)
+        except CondsynthError as err:       # a user-facing error of the library: bad input
+            self._fail(HTTPStatus.UNPROCESSABLE_ENTITY, str(err))
+        except Exception as err:  # noqa: BLE001  the model failed: show it, and log it in full
+            traceback.print_exc(file=sys.stderr)
+            self._fail(HTTPStatus.INTERNAL_SERVER_ERROR,
+                       f"the model failed: {type(err).__name__}: {err}")
+
+    def _fail(self, status: int, message: str) -> None:
+        if not self._body_read:
+            # The unread body would be taken for the next request on this connection.
+            self.close_connection = True
+        self._json(status, {"error": message})
+
+    def _check_host(self) -> None:
+        if not self.server.loopback_only:
+            return
+        try:
+            host = urlsplit("//" + (self.headers.get("Host") or "")).hostname or ""
+        except ValueError:
+            host = ""
+        if not is_loopback(host):
+            raise StudioError(HTTPStatus.FORBIDDEN, f"host {host!r} refused: the studio "
+                              "listens on this computer only; open it as http://127.0.0.1")
+
+    def _get(self, url: Any) -> None:
+        path = url.path
+        if path in ("/", "/index.html"):
+            return self._static("index.html")
+        if path.startswith("/static/"):
+            # Names are matched against the table of packaged files, after decoding: "..",
+            # "%2e%2e%2f" or an absolute path simply match nothing.
+            return self._static(unquote(path[len("/static/"):]))
+        if path == "/health":
+            devices = sorted({str(m.method.device) for m in self.server.models.values()})
+            return self._json(HTTPStatus.OK, {"status": "ok", "models": len(self.server.models),
+                                              "device": ", ".join(devices)})
+        if path == "/api/models":
+            return self._json(HTTPStatus.OK, {"models": [
+                m.describe() for m in self.server.models.values()]})
+        if path == "/api/looks":
+            model = self.server.model(self._query(url, "model"))
+            return self._json(HTTPStatus.OK, {"classes": model.look_thumbnails()})
+        raise StudioError(HTTPStatus.NOT_FOUND, f"nothing at {path}")
+
+    def _post(self, url: Any) -> None:
+        path = url.path
+        if path.startswith("/api/upload/"):
+            data = self._body(MAX_UPLOAD_BYTES, "the file")
+            kind = path[len("/api/upload/"):]
+            handlers = {"label": StudioModel.upload_label, "instance": StudioModel.upload_instance,
+                        "style": StudioModel.upload_style, "sketch": StudioModel.upload_sketch}
+            if kind not in handlers:
+                raise StudioError(HTTPStatus.NOT_FOUND, f"no upload of kind {kind!r}; kinds: "
+                                  f"{', '.join(handlers)}")
+            model = self.server.model(self._query(url, "model"))
+            name = self._query(url, "name", "upload")[:200]
+            if model.mode == "sketch" and kind != "sketch":
+                raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                                  f"model {model.id} colours sketches; upload a sketch")
+            return self._json(HTTPStatus.OK, handlers[kind](model, data, name))
+        request = self._request()
+        if path == "/api/generate":
+            return self._json(HTTPStatus.OK, self._generate(request))
+        if path == "/api/png":
+            return self._png(request)
+        raise StudioError(HTTPStatus.NOT_FOUND, f"nothing to post at {path}")
+
+    # ----------------------------------------------------------------------------- requests
+    def _query(self, url: Any, key: str, default: str | None = None) -> str:
+        values = parse_qs(url.query).get(key)
+        if not values:
+            if default is None:
+                raise StudioError(HTTPStatus.BAD_REQUEST, f"the query parameter {key} is missing")
+            return default
+        return values[0]
+
+    def _body(self, limit: int, what: str) -> bytes:
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            raise StudioError(HTTPStatus.LENGTH_REQUIRED, "the request has no Content-Length")
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise StudioError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
+        if length < 0:
+            raise StudioError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+        if length > limit:
+            if length <= MAX_DRAIN_BYTES:
+                self._drain(length)
+                self._body_read = True
+            raise StudioError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                              f"{what} is {length / 2**20:.1f} MB; the studio takes at most "
+                              f"{limit / 2**20:.1f} MB. Fix: use a smaller file.")
+        data = self.rfile.read(length)
+        self._body_read = True
+        return data
+
+    def _drain(self, length: int) -> None:
+        while length > 0:
+            chunk = self.rfile.read(min(length, 2**20))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _request(self) -> dict[str, Any]:
+        body = self._body(self.server.max_json_bytes, "the request")
+        try:
+            request = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise StudioError(HTTPStatus.BAD_REQUEST, f"the request is not JSON ({err})") from None
+        if not isinstance(request, dict):
+            raise StudioError(HTTPStatus.BAD_REQUEST, "the request must be a JSON object")
+        return request
+
+    def _generate(self, request: dict[str, Any]) -> dict[str, Any]:
+        model = self.server.model(request.get("model"))
+        seed = request.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+            raise StudioError(HTTPStatus.BAD_REQUEST, f"seed {seed!r}: expected an integer in "
+                              "0..2**63-1")
+        h, w = model.height, model.width
+        if model.mode == "sketch":
+            sketch = decode_array(request.get("sketch"), "sketch", h, w, ("uint8",))
+            hints = request.get("hints")
+            if hints is not None:
+                hints = decode_array(hints, "hints", h, w, ("uint8",), channels=4)
+            picture, ms, notes = model.colour_sketch(sketch, hints, seed)
+        else:
+            label = decode_array(request.get("label"), "label", h, w, ("uint8", "uint16"))
+            model.check_label(label, "the layout")
+            instance = None
+            if model.method.config.label.use_instance:
+                raw = request.get("instance")
+                instance = (derive_instances(label, model.things) if raw is None
+                            else decode_array(raw, "instance", h, w, ("int32",)))
+            style = None
+            if request.get("style"):
+                if not model.style_image:
+                    raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                                      f"model {model.id} has no style encoder; remove the "
+                                      "style image")
+                style = self._style(request["style"], model)
+            picture, ms, notes = model.paint(
+                label, instance, style, _looks(request.get("looks"), "looks"),
+                _looks(request.get("instance_looks"), "instance_looks"), seed)
+        return {"image": data_url(png_bytes(picture)), "ms": round(ms, 2), "seed": seed,
+                "width": picture.shape[1], "height": picture.shape[0], "notes": notes}
+
+    @staticmethod
+    def _style(text: Any, model: StudioModel) -> np.ndarray:
+        if not isinstance(text, str):
+            raise StudioError(HTTPStatus.BAD_REQUEST, "style: expected a base64 PNG")
+        try:
+            data = base64.b64decode(text.split(",", 1)[-1], validate=True)
+        except (binascii.Error, ValueError):
+            raise StudioError(HTTPStatus.BAD_REQUEST, "style: not valid base64") from None
+        image = rgb_on_white(open_upload(data, "the style image"))
+        if image.shape[:2] != (model.height, model.width):
+            image = np.asarray(Image.fromarray(image).resize((model.width, model.height),
+                                                             Image.Resampling.BICUBIC))
+        return image
+
+    def _png(self, request: dict[str, Any]) -> None:
+        model = self.server.model(request.get("model"))
+        kind = request.get("kind")
+        if kind == "label" and model.mode == "paint":
+            ids = decode_array(request.get("map"), "label", model.height, model.width,
+                               ("uint8", "uint16"))
+            model.check_label(ids, "the layout")
+        elif kind == "instance" and model.mode == "paint":
+            ids = decode_array(request.get("map"), "instance", model.height, model.width,
+                               ("int32",))
+        elif kind == "sketch" and model.mode == "sketch":
+            ids = decode_array(request.get("map"), "sketch", model.height, model.width,
+                               ("uint8",))
+        else:
+            raise StudioError(HTTPStatus.BAD_REQUEST, f"kind {kind!r}: expected label or "
+                              "instance (paint models), sketch (sketch models)")
+        if ids.min(initial=0) < 0 or ids.max(initial=0) > 65535:
+            raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY, f"{kind} ids outside 0..65535 "
+                              "do not fit a 16-bit PNG")
+        # 8-bit PNG when every id fits, else 16-bit; the values are the ids themselves.
+        array = ids.astype(np.uint8 if ids.max(initial=0) < 256 else np.uint16)
+        self._send(HTTPStatus.OK, png_bytes(array), "image/png")
+
+    # ----------------------------------------------------------------------------- responses
+    def _static(self, name: str) -> None:
+        if name not in self.server.static:
+            raise StudioError(HTTPStatus.NOT_FOUND, "no such file")
+        body, content_type = self.server.static[name]
+        self._send(HTTPStatus.OK, body, content_type)
+
+    def _json(self, status: int, value: Any) -> None:
+        self._send(status, json.dumps(value).encode("utf-8"), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in SECURITY_HEADERS.items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _looks(raw: Any, what: str) -> dict[int, int]:
+    """``{"8": 2}`` (JSON keys are strings) -> ``{8: 2}``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: expected an object")
+    try:
+        out = {int(k): v for k, v in raw.items()}
+    except ValueError:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: keys must be integer ids") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in out.values()):
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what}: values must be cluster indices >= 0")
+    return out
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def model_ids(run_dirs: list[str | Path]) -> list[str]:
+    """Short unique names for runs: the folder name, or "parent/name" where names collide
+    (``demo_p2p/run``, ``demo_hd/run``), numbered if even those do."""
+    paths = [Path(r).resolve() for r in run_dirs]
+    names = [p.name or "run" for p in paths]
+    ids, taken = [], set()
+    for path, name in zip(paths, names, strict=True):
+        base = f"{path.parent.name}/{name}" if names.count(name) > 1 else name
+        model_id, n = base, 2
+        while model_id in taken:
+            model_id, n = f"{base}-{n}", n + 1
+        taken.add(model_id)
+        ids.append(model_id)
+    return ids
+
+
+def load_models(run_dirs: list[str | Path], device: str = "auto") -> list[StudioModel]:
+    """Load every run with :func:`condsynth.api.load`, named by :func:`model_ids`."""
+    return [StudioModel(model_id, run, load(run, device=device))
+            for model_id, run in zip(model_ids(run_dirs), run_dirs, strict=True)]
+
+
+def make_server(run_dirs: list[str | Path], host: str = "127.0.0.1", port: int = 8000,
+                device: str = "auto", quiet: bool = True) -> StudioServer:
+    """Load the runs and bind the server (not yet serving: ``serve_forever()`` or
+    :meth:`StudioServer.start`)."""
+    return StudioServer(load_models(run_dirs, device), host, port, quiet)

@@ -1,0 +1,124 @@
+"""Fixtures of the studio tests: tiny trained runs of every mode and a running studio."""
+
+from __future__ import annotations
+
+import io
+import json
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from condsynth.config import Config, apply_overrides, default_config
+
+SIZE = 32
+# Small networks per method (the shape of tests/tiny.py's entries; spelled out here so that the
+# studio's runs keep their VAE, encoder and hints whatever the shared tiny configs become).
+SMALL: dict[str, list[str]] = {
+    "pix2pix": ["model.ngf=8", "model.ndf=8", "model.num_downs=5"],
+    "spade": ["model.ngf=8", "model.ndf=8", "model.spade_hidden=16", "model.lambda_vgg=0",
+              "model.use_vae=true", "model.z_dim=16",
+              # SPADE's --init_variance 1.0: the default 0.02 makes an untrained generator
+              # nearly constant, and the tests must see layouts and styles change the picture.
+              "model.init_gain=1.0"],
+    "pix2pixhd": ["model.ngf=8", "model.ndf=8", "model.n_downsample_global=3",
+                  "model.n_blocks_global=1", "model.vgg_loss=false", "model.nef=4",
+                  "model.n_downsample_e=2", "model.instance_feat=true", "model.n_clusters=3"],
+    "autopainter": ["model.ngf=8", "model.ndf=8", "model.num_downs=5", "model.lambda_feat=0",
+                    "data.layout=sketch", "data.line_extraction=xdog"],
+}
+# The runs the studio serves in the tests: their ids are the folder names.
+RUNS = {"p2p": "pix2pix", "spade": "spade", "hd": "pix2pixhd", "painter": "autopainter"}
+
+
+def small_config(method: str, scenes: Path) -> Config:
+    raw = default_config(method).to_dict()
+    raw["data"].update(root=str(scenes), load_size=SIZE, crop_size=SIZE)
+    raw["train"].update(batch_size=2, max_steps=3, log_every=1, sample_every=100,
+                        checkpoint_every=100, num_samples=2, tensorboard=False)
+    if method != "autopainter":
+        raw["label"].update(num_classes=11, use_instance=True)
+    return Config.from_dict(apply_overrides(raw, SMALL[method]))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """Tiny 32x32 models run faster on one thread, and on a busy machine two threads can be
+    a hundred times slower (each waits for the other); runs after the suite's own fixture."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def studio_runs(tmp_path_factory) -> dict[str, Path]:
+    """Tiny runs trained for 3 steps on 32x32 procedural scenes: pix2pix (dropout noise at
+    test time), SPADE with the VAE, pix2pixHD with instance features clustered into looks,
+    Auto-painter with colour hints. Untrained weights still make layout-dependent pictures,
+    which is all the studio's tests need."""
+    from condsynth.data.procedural import write_dataset
+    from condsynth.methods.pix2pixhd import compute_features
+    from condsynth.train import prepare_config, train
+
+    root = tmp_path_factory.mktemp("studio")
+    scenes = root / "scenes"
+    write_dataset(scenes, 6, SIZE, seed=0, test_count=1, progress=False)
+    runs = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # (session fixtures run before the per-test one below)
+    try:
+        for name, method in RUNS.items():
+            with warnings.catch_warnings():
+                # pix2pixHD's samples during training come before its looks are clustered.
+                warnings.filterwarnings("ignore", "this pix2pixHD run has no clustered")
+                train(prepare_config(small_config(method, scenes)), root / name, progress=False)
+            runs[name] = root / name
+        compute_features(runs["hd"], scenes, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def studio(studio_runs):
+    """The studio serving every tiny run on a free local port, in a background thread."""
+    from condsynth.studio.server import make_server
+
+    server = make_server(list(studio_runs.values()), host="127.0.0.1", port=0, device="cpu")
+    server.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def call(server: Any, path: str, body: bytes | dict | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request to the studio: (status, headers, body); errors are answers, not raises."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    request = urllib.request.Request(server.url.rstrip("/") + path, data=data,
+                                     headers=headers or {})
+    if isinstance(body, dict):
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def png_file(array: np.ndarray) -> bytes:
+    """An array as PNG bytes (mode from the dtype and shape, as PIL chooses)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def assert_close(a: np.ndarray, b: np.ndarray) -> None:
+    """Two 8-bit pictures equal up to one level of rounding."""
+    assert a.shape == b.shape
+    worst = int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+    assert worst <= 1, f"pictures differ by {worst}/255"
