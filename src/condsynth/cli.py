@@ -18,7 +18,7 @@ from condsynth.errors import CondsynthError, ConfigError
 
 PRESET_SUFFIX = ".yaml"
 # Modules that add their own subcommands: each has ``add_commands(subparsers)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["condsynth.metrics.commands", "condsynth.studio.commands"]
 
 
 # ----------------------------------------------------------------------------- config building
@@ -90,13 +90,13 @@ def training_config(args: argparse.Namespace) -> Any:
 
 def dataset_has_instances(root: str, layout: str) -> bool:
     """Whether every training pair of the dataset comes with an instance map."""
-    from condsynth.data.layouts import discover
+    from condsynth.data.layouts import IMAGE_CONDITION_LAYOUTS, discover
 
     try:
         resolved, samples = discover(root, layout, "train", use_instance=False)
     except CondsynthError:
         return False
-    return bool(samples) and resolved not in ("aligned", "sketch") and all(
+    return bool(samples) and resolved not in IMAGE_CONDITION_LAYOUTS and all(
         s.instance is not None for s in samples)
 
 
@@ -114,7 +114,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume and (run / "config.yaml").exists() and not args.overwrite:
         raise ConfigError(f"{run} already holds a run. Fix: --resume to continue it, "
                           "--overwrite to start again in it, or choose another --run.")
-    result = train(config, run, resume=args.resume, progress=not args.quiet)
+    result = train(config, run, resume=args.resume, progress=not args.quiet,
+                   init_from=args.init_from)
     print(f"trained {config.method} to step {result.step} in {result.seconds:.0f} s; "
           f"samples: {run / 'index.html'}")
     return 0
@@ -125,6 +126,10 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     from condsynth.synthesize import synthesize_file, synthesize_folder
 
     method = load(args.run, device=args.device or "auto")
+    if args.sketch or args.sketches:
+        from condsynth.autopainter_commands import synthesize_sketches
+
+        return synthesize_sketches(method, args)
     if args.labels:
         out = synthesize_folder(method, args.labels, args.out, args.instances, args.style_image,
                                 args.palette, args.seed, progress=not args.quiet)
@@ -134,7 +139,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                               args.palette, args.seed)
         print(f"wrote {out}")
     else:
-        raise ConfigError("nothing to synthesize: pass --label L.png or --labels DIR")
+        raise ConfigError("nothing to synthesize: pass --label L.png or --labels DIR (or, for "
+                          "a sketch model, --sketch S.png or --sketches DIR)")
     return 0
 
 
@@ -163,6 +169,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     count=args.count, device=args.device, progress=not args.quiet,
                     overrides=args.overrides)
     print(f"demo finished: open {page}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    if args.kind == "pix2pixhd":
+        from condsynth.compat.pix2pixhd import import_pix2pixhd
+
+        out = import_pix2pixhd(args.official_dir, args.out, vgg_weights=args.vgg_weights,
+                               which_epoch=args.epoch, overwrite=args.overwrite)
+    else:
+        from condsynth.compat.spade import import_spade
+
+        out = import_spade(args.official_dir, args.out, epoch=args.epoch,
+                           overwrite=args.overwrite)
+    print(f"imported the official {args.kind} checkpoint into {out}")
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from condsynth.methods.pix2pixhd import compute_features
+
+    out = compute_features(args.run, args.data, n_clusters=args.clusters,
+                           device=args.device or "auto")
+    print(f"wrote the clustered instance features to {out}")
     return 0
 
 
@@ -215,12 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore instance maps")
     p.add_argument("--resume", action="store_true", help="continue the run in --run exactly")
     p.add_argument("--overwrite", action="store_true", help="start anew in an existing --run")
+    p.add_argument("--init-from", metavar="RUN_DIR", help="start from another run's weights "
+                   "(fine-tuning; pix2pixHD: a local-enhancer run from its global run)")
     device_flag(p)
     quiet_flag(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("synthesize", help="generate pictures from label maps with a trained run")
+    p = sub.add_parser("synthesize", help="generate pictures from label maps (or sketches) "
+                       "with a trained run")
     p.add_argument("run", help="run directory")
     p.add_argument("--label", help="one label map (single-channel PNG of class ids)")
     p.add_argument("--instance", help="its instance map (Cityscapes encoding)")
@@ -231,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--palette", help="JSON mapping colours to class ids, for RGB label maps")
     p.add_argument("--seed", type=int, help="seed for methods with random looks")
     p.add_argument("--out", required=True, help="output PNG, or folder in folder mode")
+    from condsynth.autopainter_commands import add_synthesize_arguments
+
+    add_synthesize_arguments(p)
     device_flag(p)
     quiet_flag(p)
     p.set_defaults(func=cmd_synthesize)
@@ -253,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--palette", help="JSON mapping colours to class ids, for RGB label maps")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_data_check)
+    from condsynth.autopainter_commands import add_data_sketches
+
+    add_data_sketches(data_sub)
 
     p = sub.add_parser("demo", help="make procedural scenes, train a small model on them "
                        "(about five minutes on a CPU) and write a page of results")
@@ -281,6 +320,25 @@ def build_parser() -> argparse.ArgumentParser:
     device_flag(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("import", help="turn an official pix2pixHD or SPADE checkpoint folder "
+                       "into a condsynth run directory")
+    p.add_argument("kind", choices=["pix2pixhd", "spade"], help="which official code made it")
+    p.add_argument("official_dir", help="the experiment folder (opt.txt + latest_net_G.pth)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--epoch", default="latest", help="which <epoch>_net_G.pth to read")
+    p.add_argument("--vgg-weights", help="pix2pixHD: VGG19 file recorded for training")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("features", help="pix2pixHD: encode the training set and cluster each "
+                       "class's instance features (selectable looks at inference)")
+    p.add_argument("run", help="a pix2pixhd run trained with model.instance_feat=true")
+    p.add_argument("--data", required=True, help="its dataset folder")
+    p.add_argument("--clusters", type=int, default=None, help="K-means clusters per class "
+                   "(default: model.n_clusters, 10)")
+    device_flag(p)
+    p.set_defaults(func=cmd_features)
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(sub)
