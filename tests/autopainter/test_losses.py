@@ -78,7 +78,8 @@ def test_gan_terms_by_hand():
 
 
 def test_pixel_and_tv_terms_by_hand():
-    method = method_with(["model.lambda_adv=0", "model.lambda_pix=3.0", "model.lambda_tv=0.5"])
+    method = method_with(["model.lambda_adv=0", "model.lambda_pix=3.0", "model.lambda_tv=0.5",
+                          "model.tv_norm=isotropic"])
     fake = torch.zeros(1, 3, 3, 3)
     fake[0, 1] = GRID[0, 0]
     real = torch.ones(1, 3, 3, 3)
@@ -89,7 +90,8 @@ def test_pixel_and_tv_terms_by_hand():
     assert g["g_l1"].item() == pytest.approx(3.0 * l1)
     # TV per channel, averaged: two flat channels give 0, the GRID channel its value above.
     assert g["g_tv"].item() == pytest.approx(0.5 * (2 * math.sqrt(5) + 5) / 4 / 3, rel=1e-6)
-    method = method_with(["model.lambda_adv=0", "model.lambda_tv=0.5", "model.tv_norm=anisotropic"])
+    method = method_with(["model.lambda_adv=0", "model.lambda_tv=0.5"])   # the default
+    assert method.config.model.tv_norm == "anisotropic"
     g = method.generator_step({"image": real}, {"fake": fake, "condition": None})
     assert g["g_tv"].item() == pytest.approx(0.5 * (19 / 6) / 3, rel=1e-6)
 

@@ -8,11 +8,11 @@ picture) pairs. The generator's loss is
     lambda_adv * GAN + lambda_pix * L1 + lambda_feat * feature + lambda_tv * total variation
 
 where the feature loss is the mean squared distance of VGG16's fourth-block activations
-(relu4_3; :class:`condsynth.losses.VGG16FeatureLoss`) and the total variation is the paper's
-root of squared neighbour differences (``tv_norm: isotropic``) or the sum of absolute ones
-(``anisotropic``). A weight of 0 switches its term off (it is then not computed, and VGG16 is
-never loaded), so the paper's ablation (pix2pix, +TV, +feature, full) is four configs: the
-``autopainter_*`` presets.
+(relu4_3; :class:`condsynth.losses.VGG16FeatureLoss`) and the total variation is anisotropic,
+absolute neighbour differences (``tv_norm: anisotropic``, the default), or the root of squared
+ones (``isotropic``, one reading of the paper's formula). A weight of 0 switches its term off
+(it is then not computed, and VGG16 is never loaded), so the paper's ablation (pix2pix, +TV,
++feature, full) is four configs: the ``autopainter_*`` presets.
 
 Colour hints (an extension users of sketch colorization expect): four more input channels,
 hint RGB and a hint mask (:mod:`condsynth.data.sketches`). Training samples a few strokes of the
@@ -81,7 +81,7 @@ class AutopainterConfig:
     lambda_pix: float = 50.0       # L1 term (official code: 50; pix2pix: 100)
     lambda_feat: float = 1.0       # VGG16 relu4_3 MSE (needs model.vgg_weights or the cache)
     lambda_tv: float = 5.0         # total variation of the output
-    tv_norm: Literal["isotropic", "anisotropic"] = "isotropic"   # isotropic = the paper's
+    tv_norm: Literal["isotropic", "anisotropic"] = "anisotropic"  # or the isotropic reading
     vgg_weights: str | None = None  # torchvision VGG16 state dict; None = torchvision's cache
     hints: bool = True             # colour-hint input channels (RGB + mask)
     hint_max_strokes: int = 16     # training: at most this many hint strokes per item
