@@ -15,6 +15,7 @@ TINY: dict[str, list[str]] = {
     "pix2pix": ["model.ngf=8", "model.ndf=8", "model.num_downs=5"],
     "pix2pixhd": ["model.ngf=8", "model.ndf=8", "model.n_downsample_global=3",
                   "model.n_blocks_global=2", "model.vgg_loss=false"],
+    "spade": ["model.ngf=8", "model.ndf=8", "model.spade_hidden=16", "model.lambda_vgg=0"],
     "autopainter": ["model.ngf=8", "model.ndf=8", "model.num_downs=5", "model.lambda_feat=0.0",
                     "label.num_classes=0", "label.source_channels=1", "label.use_instance=false"],
 }
