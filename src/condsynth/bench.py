@@ -125,8 +125,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
               precision: str = "fp32", channels_last: bool = False, compile: bool = False,
               config: str | None = None, overrides: list[str] = (), device: str | None = None,
-              train_iters: int = 7, infer_iters: int = 10, skip_train: bool = False) -> dict:
-    """Measure one method at one size; returns the report dict (see ``format_report``)."""
+              train_iters: int = 7, infer_iters: int = 10, skip_train: bool = False,
+              threads: int | None = None) -> dict:
+    """Measure one method at one size; returns the report dict (see ``format_report``).
+
+    ``threads`` sets torch's intra-op threads for the yardstick and the runs alike (on a busy
+    machine one thread avoids waiting for a second, occupied core at every operation).
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         height, width = (int(v) for v in size.lower().split("x"))
     except ValueError:

@@ -203,7 +203,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        precision=args.precision, channels_last=args.channels_last,
                        compile=args.compile, config=args.config, overrides=args.overrides,
                        device=args.device, train_iters=args.train_iters,
-                       infer_iters=args.infer_iters, skip_train=args.skip_train)
+                       infer_iters=args.infer_iters, skip_train=args.skip_train,
+                       threads=args.threads)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 
@@ -316,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-iters", type=int, default=7, help="timed training iterations")
     p.add_argument("--infer-iters", type=int, default=10, help="timed inference passes")
     p.add_argument("--skip-train", action="store_true", help="measure inference only")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     device_flag(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
