@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from condsynth.layers.spade import SPADE, SPADEResBlock, resize_label
+from condsynth.layers.spade import SPADE, SPADEResBlock, resize_nearest
 
 
 def one_hot_map(batch: int, classes: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -38,11 +38,11 @@ def test_spade_matches_the_formula_with_separate_convolutions(norm):
     segmap = one_hot_map(2, 4, 32, 48)       # finer than x: resized inside, nearest
     expected = reference_spade(layer, x, segmap)
     torch.testing.assert_close(layer(x, segmap), expected, rtol=0, atol=1e-5)
-    actv = layer.mlp_shared(resize_label(segmap, (8, 12)))
+    actv = layer.mlp_shared(resize_nearest(segmap, (8, 12)))
     for grad in (True, False):                 # training: two convolutions; inference: fused
         with torch.set_grad_enabled(grad):
             torch.testing.assert_close(layer(x, segmap), expected, rtol=0, atol=1e-5)
-            scale, shift = layer.modulation(resize_label(segmap, (8, 12)))
+            scale, shift = layer.modulation(resize_nearest(segmap, (8, 12)))
         torch.testing.assert_close(scale, 1 + layer.mlp_gamma(actv), rtol=0, atol=1e-5)
         torch.testing.assert_close(shift, layer.mlp_beta(actv), rtol=0, atol=1e-5)
 
@@ -60,19 +60,19 @@ def test_fused_weights_are_kept_for_inference_and_follow_updates():
     x, segmap = torch.randn(1, 3, 4, 4), one_hot_map(1, 2, 4, 4)
     with torch.no_grad():
         layer(x, segmap)
-        kept = layer.fused_gamma_beta._value[0]
+        kept = layer.fused_gamma_beta._cached[1][0]
         layer(x, segmap)
-        assert layer.fused_gamma_beta._value[0] is kept          # no new concatenation
+        assert layer.fused_gamma_beta._cached[1][0] is kept          # no new concatenation
         layer.mlp_beta.weight.add_(1.0)                           # as an optimizer step would
         out = layer(x, segmap)
-        torch.testing.assert_close(layer.fused_gamma_beta._value[0][3:], layer.mlp_beta.weight)
+        torch.testing.assert_close(layer.fused_gamma_beta._cached[1][0][3:], layer.mlp_beta.weight)
         torch.testing.assert_close(out, reference_spade(layer, x, segmap), rtol=0, atol=1e-5)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             layer(x, segmap)
-        assert layer.fused_gamma_beta._value[0].dtype == torch.bfloat16
+        assert layer.fused_gamma_beta._cached[1][0].dtype == torch.bfloat16
     layer.train()(x, segmap).sum().backward()              # training: the two convolutions
     assert layer.mlp_gamma.weight.grad is not None and layer.mlp_beta.weight.grad is not None
-    assert copy.deepcopy(layer).fused_gamma_beta._value is None   # (EMA copies the generator)
+    assert copy.deepcopy(layer).fused_gamma_beta._cached is None   # (EMA copies the generator)
 
 
 def test_spade_parameter_names_are_the_official_ones():
@@ -115,10 +115,10 @@ def test_batch_norm_spade_uses_batch_statistics_in_training_and_running_ones_in_
     torch.testing.assert_close(layer(x, segmap), normalized * scale + shift)
 
 
-def test_resize_label_is_nearest_and_a_no_op_at_the_same_size():
+def test_resize_nearest_is_nearest_and_a_no_op_at_the_same_size():
     segmap = one_hot_map(1, 3, 8, 8)
-    assert resize_label(segmap, (8, 8)) is segmap
-    torch.testing.assert_close(resize_label(segmap, (4, 4)), segmap[:, :, ::2, ::2])
+    assert resize_nearest(segmap, (8, 8)) is segmap
+    torch.testing.assert_close(resize_nearest(segmap, (4, 4)), segmap[:, :, ::2, ::2])
 
 
 def test_res_block_structure():

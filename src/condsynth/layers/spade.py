@@ -36,8 +36,9 @@ class FusedConvWeights:
     """
 
     def __init__(self) -> None:
-        self._key: tuple | None = None
-        self._value: tuple[Tensor, Tensor] | None = None
+        # (key, (weight, bias)), swapped as one reference so concurrent callers (a web server's
+        # threads) always see a matching pair.
+        self._cached: tuple[tuple, tuple[Tensor, Tensor]] | None = None
 
     @torch.no_grad()
     def __call__(self, weights: Sequence[Tensor], biases: Sequence[Tensor],
@@ -48,23 +49,26 @@ class FusedConvWeights:
                  if torch.is_autocast_enabled(device.type) else weights[0].dtype)
         key = (dtype, tuple(bias_offsets),
                *((t.data_ptr(), t._version, t.dtype, t.stride()) for t in (*weights, *biases)))
-        if key != self._key:
-            self._value = None            # free the old copy before building the new one
-            biases = [b + offset for b, offset in zip(biases, bias_offsets, strict=True)]
-            self._value = (torch.cat(list(weights)).to(dtype), torch.cat(biases).to(dtype))
-            self._key = key
-        return self._value
+        cached = self._cached
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        self._cached = None               # free the old copy before building the new one
+        biases = [b + offset for b, offset in zip(biases, bias_offsets, strict=True)]
+        value = (torch.cat(list(weights)).to(dtype), torch.cat(biases).to(dtype))
+        self._cached = (key, value)
+        return value
 
     def __deepcopy__(self, memo: dict) -> FusedConvWeights:
         return FusedConvWeights()         # a cache: copies start empty
 
 
-def resize_label(segmap: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
-    """The label map at ``size`` by nearest-neighbour resizing (as SPADE does); a map already at
-    that size is returned as it is, so callers can resize once per resolution and share it."""
-    if tuple(segmap.shape[-2:]) == tuple(size):
-        return segmap
-    return F.interpolate(segmap, size=tuple(size), mode="nearest")
+def resize_nearest(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
+    """``x`` (a label map) at ``size`` by nearest-neighbour resizing, as SPADE resizes its label
+    maps; a map already at that size is returned as it is, so callers can resize once per
+    resolution and share the result."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="nearest")
 
 
 class SPADE(nn.Module):
@@ -118,7 +122,7 @@ class SPADE(nn.Module):
 
     def forward(self, x: Tensor, segmap: Tensor) -> Tensor:
         normalized = self.param_free_norm(x)
-        scale, shift = self.modulation(resize_label(segmap, x.shape[-2:]))
+        scale, shift = self.modulation(resize_nearest(segmap, x.shape[-2:]))
         return torch.addcmul(shift, normalized, scale)
 
 
@@ -161,7 +165,7 @@ class SPADEResBlock(nn.Module):
             self.norm_s = SPADE(in_channels, label_channels, norm, kernel_size, hidden)
 
     def forward(self, x: Tensor, segmap: Tensor) -> Tensor:
-        segmap = resize_label(segmap, x.shape[-2:])   # once for the block's SPADEs
+        segmap = resize_nearest(segmap, x.shape[-2:])   # once for the block's SPADEs
         shortcut = self.conv_s(self.norm_s(x, segmap)) if self.learned_shortcut else x
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, segmap), 0.2))
         dx = self.conv_1(F.leaky_relu(self.norm_1(dx, segmap), 0.2))

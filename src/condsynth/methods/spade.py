@@ -40,7 +40,7 @@ from condsynth.discriminators import DiscriminatorNorm, MultiscaleDiscriminator
 from condsynth.errors import CondsynthError, ConfigError
 from condsynth.layers.init import init_weights
 from condsynth.layers.norms import norm_layer
-from condsynth.layers.spade import ParamFreeNorm, SPADEResBlock, resize_label
+from condsynth.layers.spade import ParamFreeNorm, SPADEResBlock, resize_nearest
 from condsynth.losses import (
     GanMode,
     VGG19Loss,
@@ -166,9 +166,9 @@ class SPADEGenerator(nn.Module):
             if z is None:
                 z = torch.randn(segmap.shape[0], self.z_dim, device=segmap.device)
             x = self.fc(z).view(-1, 16 * self.ngf, *self.base_grid)   # (B, 16ngf, sh, sw)
-            x = cpu_channels_last(resize_label(x, grid))
+            x = cpu_channels_last(resize_nearest(x, grid))
         else:
-            x = self.fc(resize_label(segmap, grid))                    # (B, 16ngf, sh, sw)
+            x = self.fc(resize_nearest(segmap, grid))                    # (B, 16ngf, sh, sw)
 
         # The label map at each resolution, resized once and shared by every block there.
         resized: dict[tuple[int, int], Tensor] = {}
@@ -176,7 +176,7 @@ class SPADEGenerator(nn.Module):
         def seg(x: Tensor) -> Tensor:
             size = tuple(x.shape[-2:])
             if size not in resized:
-                resized[size] = resize_label(segmap, size)
+                resized[size] = resize_nearest(segmap, size)
             return resized[size]
 
         def up(x: Tensor) -> Tensor:
