@@ -139,18 +139,24 @@ def resolve_weights(path: str | None, filename: str, option: str, what: str) -> 
         f"state dict), or place torchvision's {filename} in {cached.parent}.")
 
 
-def vgg19_feature_layers() -> nn.Sequential:
-    """VGG19's convolutional trunk up to relu5_1 (``features.0`` .. ``features.29``)."""
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
+def vgg_trunk(widths: list[int | str]) -> list[nn.Module]:
+    """torchvision's VGG ``features`` layers for a width list (``"M"`` = max-pool), so that
+    their indices match torchvision's state-dict keys."""
     layers: list[nn.Module] = []
     in_ch = 3
-    for v in cfg:
+    for v in widths:
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=False)]
-            in_ch = v
-    return nn.Sequential(*layers)   # 30 modules: indices 0..29
+            layers += [nn.Conv2d(in_ch, int(v), 3, padding=1), nn.ReLU(inplace=False)]
+            in_ch = int(v)
+    return layers
+
+
+def vgg19_feature_layers() -> nn.Sequential:
+    """VGG19's convolutional trunk up to relu5_1 (``features.0`` .. ``features.29``)."""
+    return nn.Sequential(*vgg_trunk([64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                                     512, 512, 512, 512, "M", 512]))   # 30 modules: 0..29
 
 
 class VGG19Loss(nn.Module):
@@ -225,15 +231,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def vgg16_feature_layers(end: int = VGG16_RELU4_3_END) -> nn.Sequential:
     """VGG16's convolutional trunk ``features.0`` .. ``features.{end-1}`` (relu4_3 by default)."""
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
-    layers: list[nn.Module] = []
-    in_ch = 3
-    for v in cfg:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU(inplace=False)]
-            in_ch = v
+    layers = vgg_trunk([64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                        512, 512, 512])
     return nn.Sequential(*layers[:end])
 
 
