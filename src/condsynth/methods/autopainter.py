@@ -210,9 +210,4 @@ class Autopainter(Method):
         elif hints is not None:
             raise DataError("this model was trained without colour hints (model.hints false); "
                             "it cannot use a hint image. Fix: leave the hints out.")
-        was_training = self.generator.training
-        self.generator.train(self.config.model.test_time_noise)
-        try:
-            return self.generator(condition)
-        finally:
-            self.generator.train(was_training)
+        return self.run_generator(condition, self.config.model.test_time_noise)

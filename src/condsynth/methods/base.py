@@ -143,6 +143,16 @@ class Method(nn.Module):
         """Read back what :meth:`extra_files` wrote, when present."""
 
     # ----------------------------------------------------------------------------- helpers
+    def run_generator(self, condition: Tensor, test_time_noise: bool) -> Tensor:
+        """G on an encoded condition at inference. With ``test_time_noise`` it runs in training
+        mode (dropout on, batch statistics), as the pix2pix paper samples; else in eval mode."""
+        was_training = self.generator.training
+        self.generator.train(test_time_noise)
+        try:
+            return self.generator(condition)
+        finally:
+            self.generator.train(was_training)
+
     def networks(self) -> dict[str, nn.Module]:
         """The saved networks by name, unwrapped from any distributed wrapper."""
         return {name: unwrap(self._modules[name]) for name in self.network_names}

@@ -86,9 +86,4 @@ class Pix2Pix(Method):
         key = "source" if self.config.label.num_classes == 0 else "label"
         condition = self.condition({key: label.to(self.device), "instance":
                                     None if instance is None else instance.to(self.device)})
-        was_training = self.generator.training
-        self.generator.train(self.config.model.test_time_noise)
-        try:
-            return self.generator(condition)
-        finally:
-            self.generator.train(was_training)
+        return self.run_generator(condition, self.config.model.test_time_noise)
