@@ -210,7 +210,7 @@ def make_sample_set(config: Config, size_multiple: int) -> SampleSet:
     rows = min(config.train.num_samples, len(dataset))
     items = [dataset[i] for i in range(rows)]
     batch = torch.utils.data.default_collate(items)
-    return SampleSet(batch=batch, rows=rows, names=[f"{phase}: {Path(i['path']).name}"
+    return SampleSet(batch=batch, rows=rows, names=[f"{phase}: {Path(i['path']).stem}"
                                                     for i in items])
 
 
