@@ -66,7 +66,9 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
             else:
                 print(f"{name:18s} {precision:4s}{' cl' if channels_last else '   '} "
-                      f"yardstick {r['yardstick_gflops']:6.1f} | infer {r['infer_s']:.3f}s "
+                      f"yardstick {r['yardstick_gflops']:6.1f}/"
+                      f"{r.get('yardstick_train_gflops', float('nan')):6.1f} | "
+                      f"infer {r['infer_s']:.3f}s "
                       f"x{r['infer_speedup_vs_official']} | train "
                       f"{r.get('train_iter_s', float('nan')):.3f}s "
                       f"x{r.get('train_speedup_vs_official', float('nan'))}"

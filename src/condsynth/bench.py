@@ -116,18 +116,57 @@ def median_seconds(fn: Any, iters: int, warmup: int, device: torch.device) -> fl
     return statistics.median(times)
 
 
+def calibrate_batch_norm(model: Method, run: Any, passes: int = 4) -> int:
+    """Give freshly built batch-norm layers real running statistics before timing inference.
+
+    A new layer's running mean/var are 0/1; in eval mode those pass activations through
+    un-normalized, so they grow layer by layer and a bf16 comparison measures that blow-up, not
+    the rounding a trained model sees. ``passes`` train-mode forwards (no gradients) on the bench
+    batch set cumulative statistics, as training would. Returns how many layers were calibrated.
+    """
+    layers = [m for net in model.networks().values() for m in net.modules()
+              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+              and int(m.num_batches_tracked) == 0]
+    if not layers:
+        return 0
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None                      # cumulative average over the passes
+    model.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        for i in range(passes):
+            torch.manual_seed(i)
+            run()
+    for m, momentum in zip(layers, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+    return len(layers)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR in dB of two images in [-1, 1] (peak-to-peak 2)."""
     mse = float(((a.float() - b.float()) ** 2).mean())
     return math.inf if mse == 0 else 10 * math.log10(4.0 / mse)
 
 
+def snr(output: torch.Tensor, reference: torch.Tensor) -> float:
+    """Signal-to-noise ratio in dB: the reference's variance over the error's mean square.
+    Unlike PSNR it does not flatter a freshly initialised network whose outputs are near 0."""
+    err = float(((output.float() - reference.float()) ** 2).mean())
+    signal = float(reference.float().var())
+    return math.inf if err == 0 else 10 * math.log10(max(signal, 1e-30) / err)
+
+
 def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
               precision: str = "fp32", channels_last: bool = False, compile: bool = False,
               config: str | None = None, overrides: list[str] = (), device: str | None = None,
               train_iters: int = 7, infer_iters: int = 10, skip_train: bool = False,
-              threads: int | None = None) -> dict:
+              threads: int | None = None, run: str | Path | None = None) -> dict:
     """Measure one method at one size; returns the report dict (see ``format_report``).
+
+    ``run`` benches a trained run directory (its config and weights) instead of a freshly
+    initialised ``method``: the fast path's PSNR then describes the outputs users get.
 
     ``threads`` sets torch's intra-op threads for the yardstick and the runs alike (on a busy
     machine one thread avoids waiting for a second, occupied core at every operation).
@@ -139,10 +178,19 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
     except ValueError:
         raise ConfigError(f"--size {size!r} is not HxW (for example 256x512)") from None
     dev = resolve_device(device or "auto")
-    cfg = bench_config(method, config, list(overrides))
-    cfg.train.precision = precision
     torch.manual_seed(0)
-    model: Method = build_method(cfg)
+    if run is not None:
+        if config or overrides:
+            raise ConfigError("bench --run uses the run's own config: drop --config/overrides")
+        from condsynth.api import load
+        from condsynth.checkpoint import read_config
+
+        cfg = read_config(run)
+        model: Method = load(run, device="cpu", ema=True)
+    else:
+        cfg = bench_config(method, config, list(overrides))
+        model = build_method(cfg)
+    cfg.train.precision = precision
     resolve_optim(cfg, model.optim_defaults)
     model.to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -154,14 +202,19 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
     report: dict[str, Any] = {
         "method": cfg.method, "size": [height, width], "batch": batch, "precision": precision,
         "channels_last": channels_last, "compile": compile, "device": str(dev),
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "params": params}
-    report["yardstick_gflops"] = round(yardstick_gflops(), 1)
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "params": params,
+        "weights": str(run) if run is not None else "random init"}
+    # The yardstick brackets each timed phase (before and after; a phase's figure uses the mean
+    # of its two), so a drift of the machine's speed during the run shows up in both.
+    yardsticks = [yardstick_gflops()]
     memory = PeakMemory(dev)
 
     # ---- inference
-    model.eval()
     label = batch_data["source"] if cfg.label.num_classes == 0 else batch_data["label"]
     generate = model.generate
+    report["batch_norm_calibrated"] = calibrate_batch_norm(
+        model, lambda: model.forward_generator(batch_data))
+    model.eval()
     if compile:
         for name in model.inference_networks:
             setattr(model, name, torch.compile(model.networks()[name]))
@@ -182,10 +235,13 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
         output = infer()
         if reference is not None:
             report["psnr_vs_fp32_db"] = round(psnr(output, reference), 2)
+            report["snr_vs_fp32_db"] = round(snr(output, reference), 2)
         flops = FlopCounterMode(display=False)
         with flops:
             infer()
         report["gflops"] = round(flops.get_total_flops() / 1e9, 2)
+    yardsticks.append(yardstick_gflops())
+    report["yardstick_gflops"] = round(statistics.mean(yardsticks[-2:]), 1)
     report["infer_images_per_s"] = round(batch / report["infer_s"], 3)
     report["infer_achieved_gflops_per_s"] = round(report["gflops"] / report["infer_s"], 1)
 
@@ -197,11 +253,15 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
             memory.reset()
             report["train_iter_s"] = median_seconds(train_iteration, train_iters, 2, dev)
             report["peak_train_mb"] = round(memory.peak_mb(), 1)
+        yardsticks.append(yardstick_gflops())
+        report["yardstick_train_gflops"] = round(statistics.mean(yardsticks[-2:]), 1)
         report["train_images_per_s"] = round(batch / report["train_iter_s"], 3)
     report["peak_rss_mb"] = max(report.get("peak_train_mb", 0.0), report["peak_infer_mb"])
-    for key in ("infer_s", "train_iter_s"):
+    report["yardstick_runs_gflops"] = [round(y, 1) for y in yardsticks]
+    for key, yardstick in (("infer_s", "yardstick_gflops"),
+                           ("train_iter_s", "yardstick_train_gflops")):
         if key in report:
-            report[f"{key}_x_yardstick"] = round(report[key] * report["yardstick_gflops"], 1)
+            report[f"{key}_x_yardstick"] = round(report[key] * report[yardstick], 1)
             report[key] = round(report[key], 4)
     return report
 
@@ -252,7 +312,10 @@ def format_report(report: dict[str, Any]) -> str:
         + (" channels_last" if report["channels_last"] else "")
         + (" compiled" if report["compile"] else "") + f" on {report['device']} "
         f"({report['threads']} threads, torch {report['torch']})",
-        f"  yardstick (2048^3 fp32 matmul): {report['yardstick_gflops']} GFLOP/s",
+        f"  yardstick (2048^3 fp32 matmul): {report['yardstick_gflops']} GFLOP/s around "
+        "inference" + (f", {report['yardstick_train_gflops']} around training"
+                       if "yardstick_train_gflops" in report else "")
+        + f" (measured {', '.join(map(str, report['yardstick_runs_gflops']))})",
         f"  parameters: {params}",
         f"  generator forward: {report['gflops']} GFLOP",
         f"  inference: {report['infer_s']:.4f} s/iter, {report['infer_images_per_s']} images/s, "
@@ -260,7 +323,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"x yardstick {report['infer_s_x_yardstick']}, peak {report['peak_infer_mb']} MiB",
     ]
     if "psnr_vs_fp32_db" in report:
-        lines.append(f"  output vs fp32: {report['psnr_vs_fp32_db']} dB PSNR")
+        lines.append(f"  output vs fp32: {report['psnr_vs_fp32_db']} dB PSNR, "
+                     f"{report['snr_vs_fp32_db']} dB SNR ({report['weights']})")
     if "train_iter_s" in report:
         lines.append(
             f"  training: {report['train_iter_s']:.4f} s/iter, {report['train_images_per_s']} "
