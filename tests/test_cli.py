@@ -71,6 +71,24 @@ def test_synthesize_any_size(trained, tmp_path):
     assert np.asarray(Image.open(tmp_path / "o.png")).shape == (37, 45, 3)
 
 
+def test_synthesize_fast_path_matches_fp32(trained, tmp_path, capsys):
+    data, run = trained
+    label = next((data / "test_label").iterdir())
+    inst = data / "test_inst" / label.name
+    pictures = {}
+    for name, flags in (("fp32", []), ("bf16", ["--precision", "bf16", "--channels-last"])):
+        out = tmp_path / f"{name}.png"
+        assert main(["synthesize", str(run), "--label", str(label), "--instance", str(inst),
+                     "--out", str(out), *flags]) == 0
+        pictures[name] = np.asarray(Image.open(out)).astype(np.float64)
+    mse = ((pictures["fp32"] - pictures["bf16"]) ** 2).mean()
+    assert mse > 0, "bf16 ran the same arithmetic as fp32"
+    assert 10 * np.log10(255.0 ** 2 / mse) > 30
+    assert main(["synthesize", str(run), "--label", str(label), "--out", str(tmp_path / "x.png"),
+                 "--precision", "fp16", "--device", "cpu"]) == 2
+    assert "fp16 inference needs CUDA" in capsys.readouterr().err
+
+
 def test_resume_continues(trained, capsys):
     data, run = trained
     assert main(["train", "--run", str(run), "--resume", "--max-steps", "5", "--quiet"]) == 0

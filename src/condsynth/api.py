@@ -23,12 +23,22 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load(run_dir: str | Path, device: str = "auto", ema: bool = True) -> Method:
+def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
+         precision: str = "fp32", channels_last: bool = False) -> Method:
     """Load a run directory's method, ready to ``generate`` (eval mode, on ``device``).
 
     With ``ema`` and a ``generator_ema.safetensors`` in the run, the averaged weights are used.
     Networks that inference does not need (the discriminator) are loaded when present.
+    ``precision="bf16"`` (CPU or GPU) or ``"fp16"`` (GPU) runs ``generate`` under autocast and
+    ``channels_last`` stores the weights in that memory format: the fast path (``condsynth
+    bench --run RUN --precision bf16 --channels-last`` measures its speed and its PSNR against
+    fp32 for this run).
     """
+    from condsynth.errors import ConfigError
+    from condsynth.methods.base import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     config = checkpoint.read_config(run_dir)
     method = build_method(config)
     for name in method.network_names:
@@ -37,4 +47,11 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True) -> Method:
     if ema and checkpoint.has_network(run_dir, "generator_ema"):
         checkpoint.load_network(run_dir, "generator_ema", method.networks()["generator"])
     method.load_extras(Path(run_dir))
-    return method.to(resolve_device(device)).eval()
+    dev = resolve_device(device)
+    if precision == "fp16" and dev.type != "cuda":
+        raise ConfigError("fp16 inference needs CUDA; use precision bf16 on the CPU")
+    method.inference_precision = precision
+    method.to(dev)
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
+    return method.eval()

@@ -125,7 +125,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     from condsynth.api import load
     from condsynth.synthesize import synthesize_file, synthesize_folder
 
-    method = load(args.run, device=args.device or "auto")
+    method = load(args.run, device=args.device or "auto", precision=args.precision,
+                  channels_last=args.channels_last)
     if args.sketch or args.sketches:
         from condsynth.autopainter_commands import synthesize_sketches
 
@@ -204,7 +205,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        compile=args.compile, config=args.config, overrides=args.overrides,
                        device=args.device, train_iters=args.train_iters,
                        infer_iters=args.infer_iters, skip_train=args.skip_train,
-                       threads=args.threads)
+                       threads=args.threads, run=args.run)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 
@@ -222,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     def device_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                        help="where to run (default: CUDA when available, else CPU)")
+
+    def fast_path_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                       help="inference precision: bf16 (CPU/GPU) or fp16 (GPU) is the fast path")
+        p.add_argument("--channels-last", action="store_true",
+                       help="channels_last weights (faster convolutions on CPUs and GPUs)")
 
     def quiet_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -265,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--palette", help="JSON mapping colours to class ids, for RGB label maps")
     p.add_argument("--seed", type=int, help="seed for methods with random looks")
     p.add_argument("--out", required=True, help="output PNG, or folder in folder mode")
+    fast_path_flags(p)
     from condsynth.autopainter_commands import add_synthesize_arguments
 
     add_synthesize_arguments(p)
@@ -318,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--infer-iters", type=int, default=10, help="timed inference passes")
     p.add_argument("--skip-train", action="store_true", help="measure inference only")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--run", help="bench this trained run directory (its config and weights)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     device_flag(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")

@@ -63,7 +63,7 @@ from condsynth.losses import (
     isotropic_total_variation,
     total_variation,
 )
-from condsynth.methods.base import Batch, Method, OptimDefaults
+from condsynth.methods.base import Batch, Method, OptimDefaults, inference
 from condsynth.registry import register_method
 
 
@@ -180,7 +180,7 @@ class Autopainter(Method):
         return self.feature_loss
 
     # ----------------------------------------------------------------------------- inference
-    @torch.no_grad()
+    @inference
     def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
                  z: Tensor | None = None, hints: Tensor | None = None) -> Tensor:
         """Colour sketches.

@@ -17,7 +17,8 @@ the trainer adds them up and logs each one.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,6 +40,21 @@ class OptimDefaults:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def inference(generate: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Decorates a method's ``generate``: no gradients, autocast at the method's
+    ``inference_precision`` (the fast path), and float32 images out whatever ran inside."""
+
+    @functools.wraps(generate)
+    def wrapper(self: Method, *args: Any, **kwargs: Any) -> Tensor:
+        with torch.no_grad(), self.inference_autocast():
+            return generate(self, *args, **kwargs).float()
+
+    return wrapper
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -120,7 +136,17 @@ class Method(nn.Module):
         return copied
 
     # ----------------------------------------------------------------------------- inference
-    @torch.no_grad()
+    # Mixed precision of :meth:`generate` ("fp32", "bf16", "fp16"), set by
+    # ``condsynth.load(..., precision=...)``; training takes its precision from the config.
+    inference_precision: str = "fp32"
+
+    def inference_autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context :meth:`generate` runs in (a no-op in fp32)."""
+        from condsynth.train import autocast
+
+        return autocast(self.device, self.inference_precision)
+
+    @inference
     def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
                  z: Tensor | None = None) -> Tensor:
         """Synthesize images.

@@ -19,7 +19,7 @@ from condsynth.layers.init import init_weights
 from condsynth.layers.norms import Norm
 from condsynth.layers.unet import UNetGenerator
 from condsynth.losses import GanMode, d_adversarial_loss, g_adversarial_loss
-from condsynth.methods.base import Batch, Method, OptimDefaults
+from condsynth.methods.base import Batch, Method, OptimDefaults, inference
 from condsynth.registry import register_method
 
 
@@ -80,7 +80,7 @@ class Pix2Pix(Method):
         return {"g_gan": g_adversarial_loss(pred_fake, cfg.gan_mode),
                 "g_l1": cfg.lambda_l1 * F.l1_loss(out["fake"], batch["image"])}
 
-    @torch.no_grad()
+    @inference
     def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
                  z: Tensor | None = None) -> Tensor:
         key = "source" if self.config.label.num_classes == 0 else "label"

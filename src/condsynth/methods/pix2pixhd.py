@@ -46,7 +46,7 @@ from condsynth.losses import (
     feature_matching_loss,
     g_adversarial_loss,
 )
-from condsynth.methods.base import Batch, Method, OptimDefaults
+from condsynth.methods.base import Batch, Method, OptimDefaults, inference
 from condsynth.registry import register_method
 
 __all__ = ["Pix2PixHDConfig", "Pix2PixHD", "GlobalGenerator", "LocalEnhancer",
@@ -557,7 +557,7 @@ class Pix2PixHD(Method):
         return super().initialize_from(run_dir)
 
     # ----------------------------------------------------------------------------- inference
-    @torch.no_grad()
+    @inference
     def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
                  z: Tensor | None = None) -> Tensor:
         """Synthesize images (see :meth:`Method.generate`).

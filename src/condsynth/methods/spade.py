@@ -49,7 +49,7 @@ from condsynth.losses import (
     g_adversarial_loss,
     kl_divergence,
 )
-from condsynth.methods.base import Batch, Method, OptimDefaults
+from condsynth.methods.base import Batch, Method, OptimDefaults, inference
 from condsynth.registry import register_method
 
 UpsamplingLayers = Literal["normal", "more", "most"]
@@ -377,7 +377,7 @@ class GauGAN(Method):
         finally:
             self.encoder.train(was_training)
 
-    @torch.no_grad()
+    @inference
     def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
                  z: Tensor | None = None) -> Tensor:
         """Synthesize (B, 3, H, W) images in [-1, 1] from (B, H, W) label maps.

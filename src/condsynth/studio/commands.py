@@ -28,6 +28,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    "a free one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the models run (default: CUDA when available, else CPU)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="inference precision: bf16 (CPU/GPU) or fp16 (GPU) is the fast path")
     p.add_argument("--open", action="store_true", help="open the page in a web browser")
     p.add_argument("--verbose", action="store_true", help="log every request on stderr")
     p.set_defaults(func=cmd_studio)
@@ -39,7 +41,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port} is not a TCP port (0..65535)")
     server = make_server(args.runs, host=args.host, port=args.port, device=args.device,
-                         quiet=not args.verbose)
+                         quiet=not args.verbose, precision=args.precision)
     if not is_loopback(args.host):
         print(f"condsynth: note: listening on {args.host}: anyone who can reach this address "
               "can use the studio (it has no login).", file=sys.stderr)

@@ -873,14 +873,16 @@ def model_ids(run_dirs: list[str | Path]) -> list[str]:
     return ids
 
 
-def load_models(run_dirs: list[str | Path], device: str = "auto") -> list[StudioModel]:
+def load_models(run_dirs: list[str | Path], device: str = "auto",
+                precision: str = "fp32") -> list[StudioModel]:
     """Load every run with :func:`condsynth.api.load`, named by :func:`model_ids`."""
-    return [StudioModel(model_id, run, load(run, device=device))
+    return [StudioModel(model_id, run, load(run, device=device, precision=precision))
             for model_id, run in zip(model_ids(run_dirs), run_dirs, strict=True)]
 
 
 def make_server(run_dirs: list[str | Path], host: str = "127.0.0.1", port: int = 8000,
-                device: str = "auto", quiet: bool = True) -> StudioServer:
+                device: str = "auto", quiet: bool = True,
+                precision: str = "fp32") -> StudioServer:
     """Load the runs and bind the server (not yet serving: ``serve_forever()`` or
     :meth:`StudioServer.start`)."""
-    return StudioServer(load_models(run_dirs, device), host, port, quiet)
+    return StudioServer(load_models(run_dirs, device, precision), host, port, quiet)
