@@ -1,7 +1,7 @@
 """Does a SPADE run with the VAE take the look of a style image? And do different z differ?
 
-Trains (or reuses) a SPADE CPU run with ``model.use_vae=true`` on procedural scenes, then on the
-test split: every layout is synthesized with every style image (z = the encoder's mu), and with
+Trains (or reuses) a ``spade_cpu_style`` run (SPADE with the VAE) on procedural scenes, then on
+the test split: every layout is synthesized with every style image (z = the encoder's mu), and with
 random z. The procedural scenes' moods (clear, hazy, overcast, dusk; autumn trees; grass
 colours) are independent of the layout, so a model that carries style must copy them from the
 style image. Measured: the correlation, over all (layout, style) pairs, between the mean colour
@@ -10,7 +10,7 @@ image. Random z gives the baseline (no relation expected). Writes ``style_grid.p
 style images; then one row per layout) and ``multimodal.png`` (one layout, eight random z).
 
     condsynth data procedural --out scenes --count 400 --size 128
-    python benchmarks/spade_style.py --data scenes --run runs/spade_vae --steps 4000 --out style
+    python benchmarks/spade_style.py --data scenes --run runs/spade_style --out style
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from condsynth.pages import save_png
 def train_run(data: Path, run: Path, steps: int) -> None:
     from condsynth.cli import main as cli
 
-    assert cli(["train", "--config", "spade_cpu", "--data", str(data), "--run", str(run),
-                "--max-steps", str(steps), "model.use_vae=true"]) == 0
+    assert cli(["train", "--config", "spade_cpu_style", "--data", str(data), "--run", str(run),
+                "--max-steps", str(steps)]) == 0
 
 
 def class_means(picture: np.ndarray, label: np.ndarray,
@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="procedural scenes")
     parser.add_argument("--run", type=Path, required=True, help="VAE run (trained if absent)")
-    parser.add_argument("--steps", type=int, default=4000, help="training steps if trained")
+    parser.add_argument("--steps", type=int, default=3000, help="training steps if trained")
     parser.add_argument("--out", type=Path, required=True, help="folder for the pictures")
     parser.add_argument("--layouts", type=int, default=8)
     parser.add_argument("--styles", type=int, default=16)

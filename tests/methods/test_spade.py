@@ -361,3 +361,12 @@ def test_cpu_preset_builds_and_steps():
     batch = make_batch(2, 128, 128, classes=11)
     losses = train_step(method, batch)
     assert set(losses) == {"d_fake", "d_real", "g_gan", "g_feat"}
+
+
+def test_cpu_style_preset_trains_the_encoder_with_a_light_kl():
+    config = load_config(PRESETS / "spade_cpu_style.yaml", ["label.num_classes=11"])
+    assert config.model.use_vae and config.model.lambda_kld == 0.005
+    method = build_method(config)
+    batch = make_batch(2, 128, 128, classes=11)
+    losses = train_step(method, batch)
+    assert set(losses) == {"d_fake", "d_real", "g_gan", "g_feat", "g_kl"}
