@@ -24,7 +24,7 @@ from condsynth.config import Config, apply_overrides, default_config, load_yaml
 from condsynth.errors import ConfigError
 from condsynth.methods.base import Method
 from condsynth.registry import build_method
-from condsynth.train import autocast, resolve_optim
+from condsynth.train import autocast, make_optimizers, resolve_optim
 
 BENCH_CLASSES = 35   # Cityscapes' label count, as the reference figures use
 
@@ -282,10 +282,7 @@ def make_train_iteration(model: Method, cfg: Config, batch: dict[str, Any],
     if compile:
         for name in model.network_names:
             setattr(model, name, torch.compile(model.networks()[name]))
-    groups = model.parameter_groups()
-    betas = (cfg.train.beta1, cfg.train.beta2)
-    opt_g = torch.optim.Adam(groups["generator"], lr=cfg.train.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(groups["discriminator"], lr=cfg.train.lr_d, betas=betas)
+    opt_g, opt_d = make_optimizers(model, cfg.train, dev)
     precision = cfg.train.precision
 
     def iteration() -> None:
