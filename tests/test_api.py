@@ -47,3 +47,14 @@ def test_bad_precision_is_a_clear_error(spade_run):
         condsynth.load(spade_run, device="cpu", precision="int8")
     with pytest.raises(ConfigError, match="fp16 inference needs CUDA"):
         condsynth.load(spade_run, device="cpu", precision="fp16")
+
+
+def test_fast_path_stores_plain_layers_in_bf16_and_keeps_spectral_norm_in_fp32(spade_run):
+    fast = condsynth.load(spade_run, device="cpu", precision="bf16")
+    convs = [m for m in fast.generator.modules() if isinstance(m, torch.nn.Conv2d)]
+    plain = [m for m in convs if not hasattr(m, "weight_orig")]
+    normed = [m for m in convs if hasattr(m, "weight_orig")]
+    assert plain and normed
+    assert all(m.weight.dtype == torch.bfloat16 for m in plain)
+    assert all(m.weight_orig.dtype == torch.float32 for m in normed)
+    assert all(p.dtype == torch.float32 for p in fast.discriminator.parameters())

@@ -54,4 +54,6 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
     method.to(dev)
     if channels_last:
         method.to(memory_format=torch.channels_last)
+    if precision != "fp32":
+        method.cast_inference_weights(torch.bfloat16 if precision == "bf16" else torch.float16)
     return method.eval()

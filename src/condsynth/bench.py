@@ -8,6 +8,7 @@ Shared machines drift in speed by 2x within an hour, so absolute seconds mean li
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import statistics
@@ -229,6 +230,11 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
             with autocast(dev, precision):
                 return generate(label, instance=batch_data.get("instance"))
 
+        fp32_state = None
+        if precision != "fp32":     # as condsynth.load(..., precision=...) serves it
+            fp32_state = copy.deepcopy(model.state_dict())
+            model.cast_inference_weights(torch.bfloat16 if precision == "bf16"
+                                         else torch.float16)
         memory.reset()
         report["infer_s"] = median_seconds(infer, infer_iters, 2, dev)
         report["peak_infer_mb"] = round(memory.peak_mb(), 1)
@@ -240,6 +246,10 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
         with flops:
             infer()
         report["gflops"] = round(flops.get_total_flops() / 1e9, 2)
+        if fp32_state is not None:  # training starts from the float32 weights
+            model.to(torch.float32)
+            model.load_state_dict(fp32_state)
+            model.to(memory_format=memory_format)
     yardsticks.append(yardstick_gflops())
     report["yardstick_gflops"] = round(statistics.mean(yardsticks[-2:]), 1)
     report["infer_images_per_s"] = round(batch / report["infer_s"], 3)

@@ -373,7 +373,9 @@ class GauGAN(Method):
         was_training = self.encoder.training
         self.encoder.eval()
         try:
-            return self.encoder(image.to(self.device))
+            with self.inference_autocast():
+                mu, logvar = self.encoder(image.to(self.device))
+            return mu.float(), logvar.float()
         finally:
             self.encoder.train(was_training)
 
