@@ -34,8 +34,8 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
     bench --run RUN --precision bf16 --channels-last`` measures its speed and its PSNR against
     fp32 for this run).
     """
+    from condsynth.config import PRECISIONS
     from condsynth.errors import ConfigError
-    from condsynth.methods.base import PRECISIONS
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -55,5 +55,7 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
     if channels_last:
         method.to(memory_format=torch.channels_last)
     if precision != "fp32":
-        method.cast_inference_weights(torch.bfloat16 if precision == "bf16" else torch.float16)
+        from condsynth.train import precision_dtype
+
+        method.cast_inference_weights(precision_dtype(precision))
     return method.eval()

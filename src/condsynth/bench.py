@@ -25,7 +25,7 @@ from condsynth.config import Config, apply_overrides, default_config, load_yaml
 from condsynth.errors import ConfigError
 from condsynth.methods.base import Method
 from condsynth.registry import build_method
-from condsynth.train import autocast, make_optimizers, resolve_optim
+from condsynth.train import autocast, make_optimizers, precision_dtype, resolve_optim
 
 BENCH_CLASSES = 35   # Cityscapes' label count, as the reference figures use
 
@@ -232,9 +232,9 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
 
         fp32_state = None
         if precision != "fp32":     # as condsynth.load(..., precision=...) serves it
-            fp32_state = copy.deepcopy(model.state_dict())
-            model.cast_inference_weights(torch.bfloat16 if precision == "bf16"
-                                         else torch.float16)
+            fp32_state = {name: copy.deepcopy(model.networks()[name].state_dict())
+                          for name in model.inference_networks}
+            model.cast_inference_weights(precision_dtype(precision))
         memory.reset()
         report["infer_s"] = median_seconds(infer, infer_iters, 2, dev)
         report["peak_infer_mb"] = round(memory.peak_mb(), 1)
@@ -247,9 +247,10 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
             infer()
         report["gflops"] = round(flops.get_total_flops() / 1e9, 2)
         if fp32_state is not None:  # training starts from the float32 weights
-            model.to(torch.float32)
-            model.load_state_dict(fp32_state)
-            model.to(memory_format=memory_format)
+            for name, state in fp32_state.items():
+                net = model.networks()[name].to(torch.float32)
+                net.load_state_dict(state)
+                net.to(memory_format=memory_format)
     yardsticks.append(yardstick_gflops())
     report["yardstick_gflops"] = round(statistics.mean(yardsticks[-2:]), 1)
     report["infer_images_per_s"] = round(batch / report["infer_s"], 3)

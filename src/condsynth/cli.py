@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from condsynth.config import PRECISIONS
 from condsynth.errors import CondsynthError, ConfigError
 
 PRESET_SUFFIX = ".yaml"
@@ -213,6 +214,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
+def add_fast_path_flags(p: argparse.ArgumentParser, channels_last: bool = True) -> None:
+    """``--precision`` (and ``--channels-last``) of commands that run inference."""
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="inference precision: bf16 (CPU/GPU) or fp16 (GPU) is the fast path")
+    if channels_last:
+        p.add_argument("--channels-last", action="store_true",
+                       help="channels_last weights (faster convolutions on CPUs and GPUs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="condsynth", description="Conditional image synthesis: label maps, instance maps "
@@ -223,12 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     def device_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                        help="where to run (default: CUDA when available, else CPU)")
-
-    def fast_path_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                       help="inference precision: bf16 (CPU/GPU) or fp16 (GPU) is the fast path")
-        p.add_argument("--channels-last", action="store_true",
-                       help="channels_last weights (faster convolutions on CPUs and GPUs)")
 
     def quiet_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -246,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "data.crop_size)")
     p.add_argument("--batch-size", type=int, help="batch size per process")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="mixed precision")
+    p.add_argument("--precision", choices=PRECISIONS, help="mixed precision")
     p.add_argument("--instance", dest="instance", action="store_true", default=None,
                    help="use instance maps (default: when the dataset has them)")
     p.add_argument("--no-instance", dest="instance", action="store_false",
@@ -272,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--palette", help="JSON mapping colours to class ids, for RGB label maps")
     p.add_argument("--seed", type=int, help="seed for methods with random looks")
     p.add_argument("--out", required=True, help="output PNG, or folder in folder mode")
-    fast_path_flags(p)
+    add_fast_path_flags(p)
     from condsynth.autopainter_commands import add_synthesize_arguments
 
     add_synthesize_arguments(p)
@@ -319,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config or preset (default: the method's defaults)")
     p.add_argument("--size", default="256x256", help="input size HxW")
     p.add_argument("--batch", type=int, default=1, help="batch size")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--train-iters", type=int, default=7, help="timed training iterations")

@@ -68,6 +68,10 @@ class DataConfig:
                                      # xdog_random draws the XDoG parameters per training item
 
 
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
+
 @dataclass
 class TrainConfig:
     """The schedule: steps, optimizers, precision, logging and checkpoints."""
@@ -81,7 +85,7 @@ class TrainConfig:
     decay_start: float = 0.5         # fraction of max_steps after which the lr decays linearly to 0
     seed: int = 0
     ema: float = 0.0                 # EMA decay of the generator weights; 0 = off
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = 10              # steps between logged scalars
     sample_every: int = 200          # steps between refreshes of samples/ and index.html

@@ -147,10 +147,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def precision_dtype(precision: str) -> torch.dtype:
+    """The reduced dtype of a mixed precision: ``bf16`` or ``fp16``."""
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    dtype = precision_dtype(precision)
     if device.type == "cpu" and dtype == torch.float16:
         raise CondsynthError("fp16 mixed precision needs CUDA; use --precision bf16 on the CPU")
     return torch.autocast(device.type, dtype=dtype)

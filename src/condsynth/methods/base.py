@@ -42,9 +42,6 @@ class OptimDefaults:
     beta2: float = 0.999
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
 def inference(generate: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """Decorates a method's ``generate``: no gradients, autocast at the method's
     ``inference_precision`` (the fast path), and float32 images out whatever ran inside."""

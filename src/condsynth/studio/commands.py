@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from condsynth.cli import add_fast_path_flags
 from condsynth.errors import ConfigError
 
 
@@ -28,8 +29,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    "a free one)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the models run (default: CUDA when available, else CPU)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="inference precision: bf16 (CPU/GPU) or fp16 (GPU) is the fast path")
+    add_fast_path_flags(p, channels_last=False)
     p.add_argument("--open", action="store_true", help="open the page in a web browser")
     p.add_argument("--verbose", action="store_true", help="log every request on stderr")
     p.set_defaults(func=cmd_studio)
