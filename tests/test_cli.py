@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from condsynth.cli import main
+from condsynth.registry import parse_config
 
 TINY = ["model.ngf=8", "model.ndf=8", "model.num_downs=5", "train.tensorboard=false",
         "train.sample_every=2", "train.checkpoint_every=2"]
@@ -177,7 +178,7 @@ def test_demo_end_to_end_small(tmp_path, capsys):
 
 
 def test_demo_budget_is_measured(tmp_path):
-    from condsynth.config import Config, apply_overrides, load_yaml
+    from condsynth.config import apply_overrides, load_yaml
     from condsynth.data.procedural import write_dataset
     from condsynth.demo import MIN_STEPS, steps_for_budget
     from condsynth.train import prepare_config
@@ -188,6 +189,6 @@ def test_demo_budget_is_measured(tmp_path):
     raw = apply_overrides(load_yaml(preset_path("pix2pix_cpu")),
                           [f"data.root={tmp_path}", "data.load_size=32", "data.crop_size=32",
                            "model.num_downs=5", "model.ngf=8", "model.ndf=8"])
-    config = prepare_config(Config.from_dict(raw))
+    config = prepare_config(parse_config(raw))
     assert steps_for_budget(config, 0.0) == MIN_STEPS
     assert steps_for_budget(config, 1e9) == config.train.max_steps

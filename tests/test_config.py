@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from condsynth.config import (
-    Config,
-    apply_overrides,
-    default_config,
-    load_config,
-    merged,
-    save_config,
-)
+from condsynth.config import apply_overrides, save_config
 from condsynth.errors import ConfigError
+from condsynth.registry import default_config, load_config, merged, parse_config
 
 
 def test_round_trip(tmp_path):
     config = default_config("pix2pix")
-    config.label.num_classes = 7
+    config.condition.num_classes = 7
     config.model.ngf = 16
     save_config(config, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == config
@@ -27,14 +21,14 @@ def test_unknown_key_is_an_error_with_a_suggestion(tmp_path):
     raw = default_config("pix2pix").to_dict()
     raw["model"]["nfg"] = 3
     with pytest.raises(ConfigError, match="unknown key 'nfg'; did you mean 'ngf'"):
-        Config.from_dict(raw)
+        parse_config(raw)
 
 
 def test_unknown_section_and_method():
     with pytest.raises(ConfigError, match="unknown key 'trian'"):
-        Config.from_dict({"method": "pix2pix", "trian": {}})
+        parse_config({"method": "pix2pix", "trian": {}})
     with pytest.raises(ConfigError, match="unknown method 'pix2pixx'.*Did you mean 'pix2pix'"):
-        Config.from_dict({"method": "pix2pixx"})
+        parse_config({"method": "pix2pixx"})
 
 
 @pytest.mark.parametrize("override, message", [
@@ -52,9 +46,9 @@ def test_bad_values(override, message):
 def test_overrides_parse_yaml_values():
     raw = apply_overrides(default_config("pix2pix").to_dict(),
                           ["train.lr_g=1e-4", "label.class_names=[a, b]", "data.palette=null"])
-    config = Config.from_dict(raw)
+    config = parse_config(raw)
     assert config.train.lr_g == 1e-4
-    assert config.label.class_names == ["a", "b"]
+    assert config.condition.class_names == ["a", "b"]
     assert config.data.palette is None
 
 
@@ -62,4 +56,4 @@ def test_future_format_version_is_refused():
     raw = default_config("pix2pix").to_dict()
     raw["format_version"] = 99
     with pytest.raises(ConfigError, match="format_version 99"):
-        Config.from_dict(raw)
+        parse_config(raw)

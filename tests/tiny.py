@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from condsynth.config import Config, apply_overrides, default_config
+from condsynth.config import Config, apply_overrides
+from condsynth.registry import default_config, parse_config
 
 NUM_CLASSES = 5
 SIZE = 32
@@ -17,38 +18,52 @@ TINY: dict[str, list[str]] = {
                   "model.n_blocks_global=2", "model.vgg_loss=false"],
     "spade": ["model.ngf=8", "model.ndf=8", "model.spade_hidden=16", "model.lambda_vgg=0"],
     "autopainter": ["model.ngf=8", "model.ndf=8", "model.num_downs=5", "model.lambda_feat=0.0",
-                    "label.num_classes=0", "label.source_channels=1", "label.use_instance=false"],
+                    "condition.kind=image", "condition.image_channels=1",
+                    "condition.use_instance=false"],
 }
 
 
 def tiny_config(method: str, use_instance: bool = True, extra: list[str] = ()) -> Config:
     raw = default_config(method).to_dict()
-    raw["label"]["num_classes"] = NUM_CLASSES
-    raw["label"]["use_instance"] = use_instance
+    condition = raw["condition"]
+    if condition["kind"] in ("label_map", "class"):
+        condition["num_classes"] = NUM_CLASSES
+    condition["use_instance"] = use_instance and condition["kind"] == "label_map"
     raw["train"].update(batch_size=2, max_steps=4, log_every=1, sample_every=2,
                         checkpoint_every=2, num_samples=2, tensorboard=False)
     raw["data"].update(load_size=SIZE, crop_size=SIZE)
-    return Config.from_dict(apply_overrides(raw, TINY[method] + list(extra)))
+    return parse_config(apply_overrides(raw, TINY[method] + list(extra)))
 
 
-# Methods conditioned on an image (label.num_classes 0) instead of label maps, and the channels
-# of that image: their batches hold ``source`` instead of ``label`` and ``instance``.
-SOURCE_CHANNELS: dict[str, int] = {"autopainter": 1}
+def image_channels(config: Config) -> int:
+    """Channels of the images the method makes (``data.channels`` where the data says)."""
+    return int(getattr(config.data, "channels", 3))
 
 
-def tiny_batch(method: str, seed: int = 0) -> dict:
+def tiny_batch(method: str | Config, seed: int = 0) -> dict:
     """A random batch of two tiny items in the form ``method`` trains on."""
+    config = tiny_config(method) if isinstance(method, str) else method
+    spec = config.condition
     g = torch.Generator().manual_seed(seed)
-    if method in SOURCE_CHANNELS:
-        source = torch.rand(2, SOURCE_CHANNELS[method], SIZE, SIZE, generator=g) * 2 - 1
-        return {"source": source, "image": torch.rand(2, 3, SIZE, SIZE, generator=g) * 2 - 1}
-    label = torch.randint(0, NUM_CLASSES, (2, SIZE, SIZE), generator=g)
-    return {"label": label, "instance": label * 1000 + (torch.arange(SIZE) > SIZE // 2),
-            "image": torch.rand(2, 3, SIZE, SIZE, generator=g) * 2 - 1}
+    batch = {"image": torch.rand(2, image_channels(config), SIZE, SIZE, generator=g) * 2 - 1}
+    if spec.kind == "image":
+        batch["source"] = torch.rand(2, spec.image_channels, SIZE, SIZE, generator=g) * 2 - 1
+    elif spec.kind == "label_map":
+        label = torch.randint(0, NUM_CLASSES, (2, SIZE, SIZE), generator=g)
+        batch["label"] = label
+        batch["instance"] = label * 1000 + (torch.arange(SIZE) > SIZE // 2)
+    elif spec.kind == "class":
+        batch["class"] = torch.randint(0, NUM_CLASSES, (2,), generator=g)
+    elif spec.kind == "vector":
+        batch["attributes"] = torch.randint(0, 2, (2, len(spec.attributes)),
+                                            generator=g).float() * 2 - 1
+    return batch
 
 
-def generate_inputs(method: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+def generate_inputs(method: str | Config, batch: dict) -> tuple[torch.Tensor | None,
+                                                                torch.Tensor | None]:
     """The condition and instance map that ``method.generate`` takes for ``batch``."""
-    if method in SOURCE_CHANNELS:
-        return batch["source"], None
-    return batch["label"], batch["instance"]
+    from condsynth.conditions import condition_of
+
+    config = tiny_config(method) if isinstance(method, str) else method
+    return condition_of(batch, config.condition), batch.get("instance")

@@ -9,18 +9,7 @@ import torch
 from condsynth import checkpoint
 from condsynth.methods.base import Method
 from condsynth.registry import build_method
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
-    from condsynth.errors import CondsynthError
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CondsynthError("--device cuda was asked for but PyTorch sees no CUDA device. "
-                             "Fix: use --device cpu (or auto), or install a CUDA build of torch.")
-    return torch.device(device)
+from condsynth.runtime import precision_dtype, resolve_device
 
 
 def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
@@ -41,12 +30,11 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
         raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     config = checkpoint.read_config(run_dir)
     method = build_method(config)
-    for name in method.network_names:
-        if name in method.inference_networks or checkpoint.has_network(run_dir, name):
-            checkpoint.load_network(run_dir, name, method.networks()[name])
+    present = tuple(name for name in method.network_names
+                    if name in method.inference_networks or checkpoint.has_network(run_dir, name))
+    checkpoint.load_method(run_dir, method, present)
     if ema and checkpoint.has_network(run_dir, "generator_ema"):
         checkpoint.load_network(run_dir, "generator_ema", method.networks()["generator"])
-    method.load_extras(Path(run_dir))
     dev = resolve_device(device)
     if precision == "fp16" and dev.type != "cuda":
         raise ConfigError("fp16 inference needs CUDA; use precision bf16 on the CPU")
@@ -55,7 +43,5 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
     if channels_last:
         method.to(memory_format=torch.channels_last)
     if precision != "fp32":
-        from condsynth.train import precision_dtype
-
         method.cast_inference_weights(precision_dtype(precision))
     return method.eval()

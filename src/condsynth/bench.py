@@ -20,12 +20,13 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from condsynth.api import resolve_device
-from condsynth.config import Config, apply_overrides, default_config, load_yaml
+from condsynth.conditions import condition_of
+from condsynth.config import Config, apply_overrides, load_yaml
 from condsynth.errors import ConfigError
-from condsynth.methods.base import Method
-from condsynth.registry import build_method
-from condsynth.train import autocast, make_optimizers, precision_dtype, resolve_optim
+from condsynth.methods.base import Method, OptimizerSpec
+from condsynth.registry import build_method, default_config, parse_config
+from condsynth.runtime import autocast, precision_dtype, resolve_device
+from condsynth.train import make_optimizers, resolve_optimizers, train_step
 
 BENCH_CLASSES = 35   # Cityscapes' label count, as the reference figures use
 
@@ -77,25 +78,32 @@ def bench_config(method: str, config: str | None, overrides: list[str]) -> Confi
         raw["method"] = raw.get("method", method)
     else:
         raw = default_config(method).to_dict()
-        if raw["label"]["num_classes"] is None:    # label-map methods (not sketch or image ones)
-            raw["label"]["num_classes"] = BENCH_CLASSES
-            raw["label"]["use_instance"] = True
-    cfg = Config.from_dict(apply_overrides(raw, list(overrides)), where="bench config")
-    if cfg.label.num_classes is None:
-        cfg.label.num_classes = BENCH_CLASSES
+        if raw["condition"]["kind"] == "label_map":   # pix2pixHD's bench: 35 labels + edges
+            raw["condition"]["num_classes"] = BENCH_CLASSES
+            raw["condition"]["use_instance"] = True
+    cfg = parse_config(apply_overrides(raw, list(overrides)), where="bench config")
+    if cfg.condition.num_classes is None and cfg.condition.kind in ("label_map", "class"):
+        cfg.condition.num_classes = BENCH_CLASSES
     return cfg
 
 
 def random_batch(config: Config, batch: int, height: int, width: int,
                  device: torch.device) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
-    out: dict[str, Any] = {"image": torch.rand(batch, 3, height, width, generator=g) * 2 - 1}
-    if config.label.num_classes == 0:
-        out["source"] = torch.rand(batch, config.label.source_channels, height, width,
+    spec = config.condition
+    channels = config.data.channels if hasattr(config.data, "channels") else 3
+    out: dict[str, Any] = {"image": torch.rand(batch, channels, height, width, generator=g) * 2 - 1}
+    if spec.kind == "image":
+        out["source"] = torch.rand(batch, spec.image_channels, height, width,
                                    generator=g) * 2 - 1
-    else:
+    elif spec.kind == "class":
+        out["class"] = torch.randint(0, spec.num_classes, (batch,), generator=g)
+    elif spec.kind == "vector":
+        out["attributes"] = torch.randint(0, 2, (batch, len(spec.attributes)),
+                                          generator=g).float() * 2 - 1
+    elif spec.kind == "label_map":
         # Blocky maps (16x16 cells) so instance edges and classes look like real layouts.
-        cells = torch.randint(0, config.label.num_classes,
+        cells = torch.randint(0, config.condition.num_classes,
                               (batch, math.ceil(height / 16), math.ceil(width / 16)), generator=g)
         label = cells.repeat_interleave(16, 1).repeat_interleave(16, 2)[:, :height, :width]
         out["label"] = label
@@ -192,7 +200,7 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
         cfg = bench_config(method, config, list(overrides))
         model = build_method(cfg)
     cfg.train.precision = precision
-    resolve_optim(cfg, model.optim_defaults)
+    specs = resolve_optimizers(cfg, model)
     model.to(dev)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
@@ -211,7 +219,7 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
     memory = PeakMemory(dev)
 
     # ---- inference
-    label = batch_data["source"] if cfg.label.num_classes == 0 else batch_data["label"]
+    label = condition_of(batch_data, cfg.condition)
     generate = model.generate
     report["batch_norm_calibrated"] = calibrate_batch_norm(
         model, lambda: model.forward_generator(batch_data))
@@ -223,12 +231,13 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
         reference = None
         if precision != "fp32":
             torch.manual_seed(0)
-            reference = generate(label, instance=batch_data.get("instance"))
+            reference = generate(label, batch_size=batch, instance=batch_data.get("instance"))
 
         def infer() -> torch.Tensor:
             torch.manual_seed(0)
             with autocast(dev, precision):
-                return generate(label, instance=batch_data.get("instance"))
+                return generate(label, batch_size=batch,
+                                instance=batch_data.get("instance"))
 
         fp32_state = None
         if precision != "fp32":     # as condsynth.load(..., precision=...) serves it
@@ -260,7 +269,7 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
     if not skip_train:
         with tempfile.TemporaryDirectory() as tmp:
             train_iteration = make_train_iteration(model, cfg, batch_data, dev, Path(tmp),
-                                                   compile)
+                                                   compile, specs)
             memory.reset()
             report["train_iter_s"] = median_seconds(train_iteration, train_iters, 2, dev)
             report["peak_train_mb"] = round(memory.peak_mb(), 1)
@@ -278,10 +287,11 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
 
 
 def make_train_iteration(model: Method, cfg: Config, batch: dict[str, Any],
-                         dev: torch.device, tmp: Path, compile: bool) -> Any:
-    """One full iteration as ``train.py`` runs it: G forward, D step, G step, Adam steps.
-    Perceptual losses use VGG19 (Auto-painter's VGG16) with random weights (nothing is
-    downloaded)."""
+                         dev: torch.device, tmp: Path, compile: bool,
+                         specs: dict[str, OptimizerSpec] | None = None) -> Any:
+    """One full iteration as ``train.py`` runs it (:func:`condsynth.train.train_step`: every
+    phase, with its optimizer step). Perceptual losses use VGG19 (Auto-painter's VGG16) with
+    random weights (nothing is downloaded)."""
     vgg_path = tmp / "vgg-random.pth"
     if hasattr(cfg.model, "vgg_weights"):
         from condsynth.losses import vgg16_feature_layers, vgg19_feature_layers
@@ -293,21 +303,13 @@ def make_train_iteration(model: Method, cfg: Config, batch: dict[str, Any],
     if compile:
         for name in model.network_names:
             setattr(model, name, torch.compile(model.networks()[name]))
-    opt_g, opt_d = make_optimizers(model, cfg.train, dev)
+    optimizers = make_optimizers(model, specs or resolve_optimizers(cfg, model), dev)
     precision = cfg.train.precision
+    step = [0]
 
     def iteration() -> None:
-        with autocast(dev, precision):
-            out = model.forward_generator(batch)
-            d_losses = model.discriminator_step(batch, out)
-        opt_d.zero_grad(set_to_none=True)
-        sum(d_losses.values()).backward()
-        opt_d.step()
-        with autocast(dev, precision):
-            g_losses = model.generator_step(batch, out)
-        opt_g.zero_grad(set_to_none=True)
-        sum(g_losses.values()).backward()
-        opt_g.step()
+        train_step(model, batch, optimizers, step[0], precision, dev)
+        step[0] += 1
 
     return iteration
 

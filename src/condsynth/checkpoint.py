@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -22,13 +22,18 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from condsynth.config import FORMAT_VERSION, Config, config_yaml, load_config
+if TYPE_CHECKING:
+    from condsynth.methods.base import Method
+
+from condsynth.config import FORMAT_VERSION, Config, config_yaml
 from condsynth.errors import CheckpointError
+from condsynth.registry import load_config
 
 STAGING = ".staging"
 COMPLETE = "COMPLETE"
 TRAIN_STATE = "train_state.pt"
 CONFIG = "config.yaml"
+METHOD_STATE = "method_state.safetensors"
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -38,17 +43,24 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def state_dict_bytes(module: nn.Module, step: int) -> bytes:
-    """A module's tensors as safetensors bytes, with the step and format in the metadata."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+def tensors_bytes(tensors: dict[str, torch.Tensor], step: int) -> bytes:
+    """Tensors as safetensors bytes, with the step and format in the metadata."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     return save_safetensors_bytes(tensors, metadata={"format_version": str(FORMAT_VERSION),
                                                      "step": str(step)})
 
 
+def state_dict_bytes(module: nn.Module, step: int) -> bytes:
+    """A module's tensors as safetensors bytes, with the step and format in the metadata."""
+    return tensors_bytes(module.state_dict(), step)
+
+
 def write_checkpoint(run_dir: str | Path, config: Config, networks: dict[str, nn.Module],
                      step: int, train_state: dict[str, Any] | None = None,
-                     extra_files: dict[str, bytes] | None = None) -> None:
-    """Write a consistent checkpoint into ``run_dir`` (see the module docstring)."""
+                     extra_files: dict[str, bytes] | None = None,
+                     method_state: dict[str, torch.Tensor] | None = None) -> None:
+    """Write a consistent checkpoint into ``run_dir`` (see the module docstring); a method's
+    own state tensors (:meth:`Method.method_state`) go to ``method_state.safetensors``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = run_dir / STAGING
@@ -58,6 +70,8 @@ def write_checkpoint(run_dir: str | Path, config: Config, networks: dict[str, nn
     files: dict[str, bytes] = {CONFIG: config_yaml(config).encode()}
     for name, module in networks.items():
         files[f"{name}.safetensors"] = state_dict_bytes(module, step)
+    if method_state:
+        files[METHOD_STATE] = tensors_bytes(method_state, step)
     if train_state is not None:
         buffer = io.BytesIO()
         torch.save(train_state, buffer)
@@ -120,6 +134,24 @@ def load_network(run_dir: str | Path, name: str, module: nn.Module) -> int:
         raise CheckpointError(f"{path} does not fit the network described by config.yaml: "
                               f"{str(err).splitlines()[0]}") from None
     return int(header.get("__metadata__", {}).get("step", 0))
+
+
+def load_method(run_dir: str | Path, method: Method, networks: tuple[str, ...] | None = None,
+                ) -> None:
+    """Load a run's networks (``networks``, or all; a missing one is an error), its extra files
+    and its method state into ``method``."""
+    run_dir = Path(run_dir)
+    for name, module in method.networks().items():
+        if networks is None or name in networks:
+            load_network(run_dir, name, module)
+    method.load_extras(run_dir)
+    path = run_dir / METHOD_STATE
+    if path.is_file():
+        try:
+            tensors = load_file(path)
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path} is not a readable safetensors file ({err}).") from None
+        method.load_method_state(tensors)
 
 
 def has_network(run_dir: str | Path, name: str) -> bool:

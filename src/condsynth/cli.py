@@ -16,6 +16,7 @@ from typing import Any
 
 from condsynth.config import PRECISIONS
 from condsynth.errors import CondsynthError, ConfigError
+from condsynth.registry import default_config, parse_config
 
 PRESET_SUFFIX = ".yaml"
 # Modules that add their own subcommands: each has ``add_commands(subparsers)``.
@@ -69,7 +70,7 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 
 def training_config(args: argparse.Namespace) -> Any:
     from condsynth import checkpoint
-    from condsynth.config import Config, apply_overrides, default_config, load_yaml
+    from condsynth.config import apply_overrides, load_yaml
 
     overrides = flag_overrides(args) + list(args.overrides)
     if args.resume:
@@ -81,11 +82,12 @@ def training_config(args: argparse.Namespace) -> Any:
             raw["method"] = args.method
     else:
         raw = default_config(args.method or "pix2pix").to_dict()
-        raw["label"]["num_classes"] = None
-    config = Config.from_dict(apply_overrides(raw, overrides), where="configuration")
+        raw["condition"]["num_classes"] = None
+    config = parse_config(apply_overrides(raw, overrides), where="configuration")
     if not args.resume and args.instance is None and config.data.root:
-        config.label.use_instance = config.label.num_classes != 0 and dataset_has_instances(
-            config.data.root, config.data.layout)
+        config.condition.use_instance = (config.condition.kind == "label_map"
+                                         and dataset_has_instances(config.data.root,
+                                                                   config.data.layout))
     return config
 
 

@@ -1,7 +1,7 @@
 """Typed dataclass configs: strict YAML load and save, ``key=value`` overrides.
 
 A run's whole configuration is one :class:`Config`: the method's own model config (a dataclass the
-method registers), the label encoding, the data and the training schedule. Unknown keys and values
+method registers), the condition, the data and the training schedule. Unknown keys and values
 of the wrong type are errors, never warnings, so a typo cannot silently train the wrong model.
 """
 
@@ -19,29 +19,46 @@ import yaml
 
 from condsynth.errors import ConfigError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                   # 2: the `label` section became `condition` (with `kind`)
+
+
+ConditionKind = Literal["none", "class", "vector", "label_map", "image"]
+CONDITION_KINDS: tuple[str, ...] = typing.get_args(ConditionKind)
 
 
 @dataclass
-class LabelConfig:
-    """How a label map (and instance map) becomes the generator's input channels."""
+class ConditionConfig:
+    """What the generator is conditioned on, and how that becomes its input.
 
-    num_classes: int | None = None   # classes in the label maps; None = detect from the data;
-                                     # 0 = no labels, the condition is an image (`source`)
+    ``kind`` decides: ``none`` (noise only), ``class`` (one of ``num_classes``, one-hot),
+    ``vector`` (an attribute vector, one value per name in ``attributes``), ``label_map`` (a
+    class-id map, one-hot with optional dont-care and instance-boundary channels) or ``image``
+    (a sketch, an A image, a synthetic image: ``image_channels`` channels).
+    """
+
+    kind: ConditionKind = "label_map"
+    num_classes: int | None = None   # class and label_map kinds; None = detect from the data
     dontcare_label: int = 255        # label value meaning "unknown / ignore"
     contain_dontcare_label: bool = False  # give dont-care pixels a channel of their own
     use_instance: bool = False       # add the instance-boundary channel
-    source_channels: int = 3         # channels of an image condition (num_classes == 0)
+    image_channels: int = 3          # channels of an image condition
+    attributes: list[str] = field(default_factory=list)         # vector kind: attribute names
     class_names: list[str] = field(default_factory=list)        # for pages and the studio
     class_colours: list[list[int]] = field(default_factory=list)  # RGB per class id
 
     @property
     def input_channels(self) -> int:
-        """Channels of the encoded condition the generator sees."""
+        """Channels (label_map, image) or length (class, vector) of the encoded condition."""
+        if self.kind == "none":
+            return 0
+        if self.kind == "image":
+            return self.image_channels
+        if self.kind == "vector":
+            return len(self.attributes)
         if self.num_classes is None:
-            raise ConfigError("label.num_classes is not resolved yet (set it or give --data)")
-        if self.num_classes == 0:
-            return self.source_channels
+            raise ConfigError("condition.num_classes is not resolved yet (set it or give --data)")
+        if self.kind == "class":
+            return self.num_classes
         return (self.num_classes + int(self.contain_dontcare_label)
                 + int(self.use_instance))
 
@@ -73,15 +90,28 @@ PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
 
 @dataclass
+class OptimizerConfig:
+    """Settings of one named optimizer (a method's parameter group); unset = the method's."""
+
+    lr: float | None = None
+    beta1: float | None = None       # Adam's betas; SGD's momentum is beta1
+    beta2: float | None = None
+    eps: float | None = None
+    weight_decay: float | None = None
+
+
+@dataclass
 class TrainConfig:
     """The schedule: steps, optimizers, precision, logging and checkpoints."""
 
     max_steps: int = 2000
     batch_size: int = 1
-    lr_g: float | None = None        # None = the method's default
-    lr_d: float | None = None
-    beta1: float | None = None
+    lr_g: float | None = None        # None = the method's default ("generator" optimizer)
+    lr_d: float | None = None        # the "discriminator" optimizer's
+    beta1: float | None = None       # Adam betas of both
     beta2: float | None = None
+    optimizers: dict[str, OptimizerConfig] = field(default_factory=dict)  # by parameter group
+                                     # name, e.g. {refiner: {lr: 1e-3}}; wins over the above
     decay_start: float = 0.5         # fraction of max_steps after which the lr decays linearly to 0
     seed: int = 0
     ema: float = 0.0                 # EMA decay of the generator weights; 0 = off
@@ -96,11 +126,15 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    """Everything a run needs; saved as ``config.yaml`` in the run directory."""
+    """Everything a run needs; saved as ``config.yaml`` in the run directory.
+
+    Built from a raw mapping by :func:`condsynth.registry.parse_config`, which knows each
+    method's own ``model`` dataclass (this module imports nothing of condsynth).
+    """
 
     method: str
     model: Any                       # the method's registered config dataclass
-    label: LabelConfig = field(default_factory=LabelConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     format_version: int = FORMAT_VERSION
@@ -108,38 +142,56 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], where: str = "config") -> Config:
-        from condsynth.registry import method_spec
 
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
-        if "method" not in raw:
-            raise ConfigError(f"{where}: the key 'method' is missing")
-        spec = method_spec(str(raw["method"]))
-        version = raw.get("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
-            raise ConfigError(f"{where}: format_version {version} is not supported "
-                              f"(this condsynth reads version {FORMAT_VERSION})")
-        known = {f.name for f in dataclasses.fields(cls)}
-        _reject_unknown(raw, known, where)
-        return cls(
-            method=spec.name,
-            model=from_dict(spec.config_cls, raw.get("model") or {}, f"{where}: model"),
-            label=from_dict(LabelConfig, raw.get("label") or {}, f"{where}: label"),
-            data=from_dict(DataConfig, raw.get("data") or {}, f"{where}: data"),
-            train=from_dict(TrainConfig, raw.get("train") or {}, f"{where}: train"),
-        )
+SECTIONS: dict[str, type] = {"condition": ConditionConfig, "data": DataConfig,
+                             "train": TrainConfig}
 
 
-def default_config(method: str) -> Config:
-    """The default configuration of a registered method."""
-    from condsynth.registry import method_spec
+def sections_from_dict(raw: dict[str, Any], model_cls: type, where: str) -> Config:
+    """A :class:`Config` from a raw mapping whose method's model dataclass is ``model_cls``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, found {type(raw).__name__}")
+    if "method" not in raw:
+        raise ConfigError(f"{where}: the key 'method' is missing")
+    raw = migrate(raw, where)
+    known = {f.name for f in dataclasses.fields(Config)}
+    _reject_unknown(raw, known, where)
+    sections = {name: from_dict(cls, raw.get(name) or {}, f"{where}: {name}")
+                for name, cls in SECTIONS.items()}
+    return Config(method=str(raw["method"]),
+                  model=from_dict(model_cls, raw.get("model") or {}, f"{where}: model"),
+                  **sections)
 
-    spec = method_spec(method)
-    # A method may need other settings than the defaults, e.g. an image condition (label).
-    sections = {key: dict(value) for key, value in spec.cls.config_defaults.items()}
-    return Config.from_dict({"method": spec.name, **sections}, where=f"{spec.name} defaults")
+
+def migrate(raw: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """Bring a raw config of an older format to the current one (a new dict).
+
+    Format 1 called the condition section ``label`` and said "the condition is an image" with
+    ``num_classes: 0`` (and ``source_channels``). The ``label`` name is still read, in files
+    and in ``label.key=value`` overrides, with that meaning.
+    """
+    version = raw.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+        raise ConfigError(f"{where}: format_version {version!r} is not supported "
+                          f"(this condsynth reads versions 1 to {FORMAT_VERSION})")
+    raw = dict(raw)
+    legacy = raw.pop("label", None)
+    if legacy is not None:
+        if not isinstance(legacy, dict):
+            raise ConfigError(f"{where}: label: expected a mapping, found {legacy!r}")
+        condition = dict(raw.get("condition") or {})
+        legacy = dict(legacy)
+        if "source_channels" in legacy:
+            condition["image_channels"] = legacy.pop("source_channels")
+        if legacy.get("num_classes") == 0:
+            legacy["num_classes"] = None
+            condition["kind"] = "image"
+        elif legacy.get("num_classes") is not None and "kind" not in legacy:
+            condition["kind"] = "label_map"
+        condition.update(legacy)
+        raw["condition"] = condition
+    raw["format_version"] = FORMAT_VERSION
+    return raw
 
 
 def _reject_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
@@ -184,6 +236,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, found {value!r}")
+        key_type, value_type = args or (str, Any)
+        return {_coerce(key_type, k, f"{where}"): _coerce(value_type, v, f"{where}.{k}")
+                for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, found {value!r}")
@@ -247,12 +305,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a config file strictly, with optional ``key=value`` overrides."""
-    raw = apply_overrides(load_yaml(path), list(overrides))
-    return Config.from_dict(raw, where=str(path))
-
-
 def config_yaml(config: Config) -> str:
     """The config as YAML text, every field written out."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
@@ -260,8 +312,3 @@ def config_yaml(config: Config) -> str:
 
 def save_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(config_yaml(config))
-
-
-def merged(config: Config, overrides: list[str]) -> Config:
-    """A copy of ``config`` with overrides applied, validated again."""
-    return Config.from_dict(apply_overrides(config.to_dict(), list(overrides)))

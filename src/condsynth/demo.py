@@ -13,6 +13,7 @@ from pathlib import Path
 
 from condsynth.cli import preset_path
 from condsynth.config import Config, apply_overrides, load_yaml
+from condsynth.registry import parse_config
 
 # The method that learns best in the budget. Measured with benchmarks/demo_methods.py (each CPU
 # preset for the steps the demo calibrates, scored on the test split by a segmenter trained on
@@ -32,18 +33,18 @@ def steps_for_budget(config: Config, seconds: float) -> int:
 
     import torch
 
-    from condsynth.api import resolve_device
     from condsynth.bench import make_train_iteration, median_seconds
-    from condsynth.data.dataset import PairedDataset
+    from condsynth.data.factory import open_dataset
     from condsynth.registry import build_method
-    from condsynth.train import resolve_optim, to_device
+    from condsynth.runtime import resolve_device
+    from condsynth.train import resolve_optimizers, to_device
 
     device = resolve_device(config.train.device)
     with torch.random.fork_rng(devices=[]):
         method = build_method(config).to(device)
-        resolve_optim(config, method.optim_defaults)
-        dataset = PairedDataset(config.data, config.label, phase="train", train=True,
-                                size_multiple=method.size_multiple(), seed=0)
+        resolve_optimizers(config, method)
+        dataset = open_dataset(config, phase="train", train=True,
+                               size_multiple=method.size_multiple())
         items = [dataset[i % len(dataset)] for i in range(config.train.batch_size)]
         batch = to_device(torch.utils.data.default_collate(items), device)
         with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +79,7 @@ def run_demo(out: Path, method: str | None = None, steps: int | None = None,
     if device:
         settings.append(f"train.device={device}")
     settings += list(overrides)
-    config = prepare_config(Config.from_dict(apply_overrides(raw, settings), where="demo"))
+    config = prepare_config(parse_config(apply_overrides(raw, settings), where="demo"))
     if steps is None:
         config.train.max_steps = steps_for_budget(config, DEMO_SECONDS)
     run_dir = out / "run"

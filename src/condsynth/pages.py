@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from condsynth.config import LabelConfig
+from condsynth.config import ConditionConfig
 from condsynth.data.dataset import tensor_to_image
 
 
@@ -27,7 +27,7 @@ def default_colours(num_classes: int) -> list[list[int]]:
     return colours
 
 
-def class_colours(spec: LabelConfig) -> list[list[int]]:
+def class_colours(spec: ConditionConfig) -> list[list[int]]:
     """The label config's colours, completed with defaults where it has fewer than classes."""
     n = spec.num_classes or 0
     given = [list(c) for c in spec.class_colours[:n]]
@@ -41,13 +41,25 @@ def colourize(label: np.ndarray, colours: Sequence[Sequence[int]]) -> np.ndarray
     return table[np.clip(label, 0, len(table) - 1)]
 
 
-def condition_picture(item: dict, spec: LabelConfig) -> np.ndarray:
-    """What a person sees of a condition: the coloured label map, or the source image."""
-    if "label" in item and spec.num_classes:
+def condition_picture(item: dict, spec: ConditionConfig) -> np.ndarray:
+    """What a person sees of a spatial condition: the coloured label map, or the source image."""
+    if "label" in item and spec.kind == "label_map":
         label = item["label"]
         label = label.cpu().numpy() if isinstance(label, Tensor) else np.asarray(label)
         return colourize(label, class_colours(spec))
     return tensor_to_image(item["source"])
+
+
+def condition_text(item: dict, spec: ConditionConfig) -> str:
+    """A global condition in words: the class name, the attribute values, or "noise"."""
+    if spec.kind == "class" and "class" in item:
+        cls = int(item["class"])
+        names = spec.class_names
+        return names[cls] if 0 <= cls < len(names) else f"class {cls}"
+    if spec.kind == "vector" and "attributes" in item:
+        values = [float(v) for v in item["attributes"]]
+        return ", ".join(f"{n}={v:g}" for n, v in zip(spec.attributes, values, strict=False))
+    return "noise"
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:

@@ -1,15 +1,28 @@
-"""The method registry: ``@register_method("spade", SPADEConfig)`` and ``build_method(config)``."""
+"""The method registry: ``@register_method("spade", SPADEConfig)``, ``build_method(config)``,
+and the parsing of configs, which needs each method's own ``model`` dataclass.
+
+Built-in methods are the modules of :mod:`condsynth.methods`: adding a method is adding a file
+there.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from condsynth.config import (
+    Config,
+    apply_overrides,
+    load_yaml,
+    sections_from_dict,
+)
 from condsynth.errors import ConfigError
 
 if TYPE_CHECKING:
-    from condsynth.config import Config
     from condsynth.methods.base import Method
 
 
@@ -37,7 +50,12 @@ def register_method(name: str, config_cls: type):
 
 
 def _load_builtin_methods() -> None:
-    import condsynth.methods  # noqa: F401  (registers the built-in methods)
+    """Import every module of :mod:`condsynth.methods` (each registers its method)."""
+    import condsynth.methods as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_") and module.name != "base":
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def available_methods() -> list[str]:
@@ -58,3 +76,34 @@ def method_spec(name: str) -> MethodSpec:
 def build_method(config: Config) -> Method:
     """Instantiate the method named by ``config.method`` with its networks."""
     return method_spec(config.method).cls(config)
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def parse_config(raw: dict[str, Any], where: str = "config") -> Config:
+    """A strict :class:`Config` from a raw mapping (unknown keys and wrong types are errors);
+    older formats are migrated (:func:`condsynth.config.migrate`)."""
+    if isinstance(raw, dict) and "method" in raw:
+        spec = method_spec(str(raw["method"]))
+        return sections_from_dict({**raw, "method": spec.name}, spec.config_cls, where)
+    return sections_from_dict(raw, object, where)   # raises: not a mapping / no method
+
+
+def default_config(method: str) -> Config:
+    """The default configuration of a registered method."""
+    spec = method_spec(method)
+    # A method may need other settings than the defaults, e.g. an image condition.
+    sections = {key: dict(value) for key, value in spec.cls.config_defaults.items()}
+    return parse_config({"method": spec.name, **sections}, where=f"{spec.name} defaults")
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a config file strictly, with optional ``key=value`` overrides."""
+    raw = apply_overrides(load_yaml(path), list(overrides))
+    return parse_config(raw, where=str(path))
+
+
+def merged(config: Config, overrides: list[str]) -> Config:
+    """A copy of ``config`` with overrides applied, validated again."""
+    return parse_config(apply_overrides(config.to_dict(), list(overrides)))

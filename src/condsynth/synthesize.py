@@ -3,7 +3,6 @@ sketches) to a folder of images with an ``index.html``. Used by ``condsynth synt
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from condsynth.conditions import describe_condition
 from condsynth.data.dataset import image_to_tensor, tensor_to_image
 from condsynth.data.io import load_palette, read_image, read_instance, read_label
 from condsynth.data.labels import check_label_values
 from condsynth.data.layouts import IMAGE_SUFFIXES
 from condsynth.data.sketches import hint_picture, load_hints, load_sketch, sketch_to_tensor
 from condsynth.errors import DataError
-from condsynth.methods.base import Method
+from condsynth.methods.base import Capability, Method
 from condsynth.pages import class_colours, colourize, save_png, write_table_page
 
 
@@ -66,12 +66,12 @@ def synthesize_arrays(method: Method, label: np.ndarray, instance: np.ndarray | 
 
 def load_inputs(method: Method, label_path: Path, instance_path: Path | None,
                 palette_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    spec = method.config.label
-    if spec.num_classes == 0:
-        sketch = " Fix: pass it with --sketch / --sketches." if spec.source_channels == 1 else ""
+    spec = method.config.condition
+    if Capability.PAINT not in method.capabilities():
+        sketch = (" Fix: pass it with --sketch / --sketches."
+                  if Capability.SKETCH in method.capabilities() else "")
         raise DataError(f"{label_path}: this run's {method.config.method} model is conditioned "
-                        f"on an image ({spec.source_channels} channel(s)), not on a label map."
-                        + sketch)
+                        f"on a {describe_condition(spec)}, not on a label map." + sketch)
     palette = load_palette(palette_path) if palette_path else None
     label = read_label(label_path, palette)
     names = ", ".join(f"{i} {n}" for i, n in enumerate(spec.class_names)) or "no names stored"
@@ -79,7 +79,7 @@ def load_inputs(method: Method, label_path: Path, instance_path: Path | None,
                        fix=f"this model knows classes 0..{spec.num_classes - 1} ({names}) and "
                        f"{spec.dontcare_label} (dont-care); relabel the map with those ids")
     instance = None
-    if method.config.label.use_instance:
+    if method.config.condition.use_instance:
         if instance_path is None:
             raise DataError(f"{label_path}: this model uses instance maps but none was given. "
                             "Fix: pass --instance I.png (or --instances DIR); for a label map "
@@ -120,11 +120,11 @@ def synthesize_folder(method: Method, labels_dir: str | Path, out_dir: str | Pat
         instances = {p.stem: p for p in Path(instances_dir).iterdir()
                      if p.suffix.lower() in IMAGE_SUFFIXES}
     style = read_image(style_path) if style_path else None
-    colours = class_colours(method.config.label)
+    colours = class_colours(method.config.condition)
     rows = []
     for path in tqdm(labels, desc="synthesize", unit="image", disable=not progress):
         instance_path = instances.get(path.stem)
-        if method.config.label.use_instance and instance_path is None and instances_dir:
+        if method.config.condition.use_instance and instance_path is None and instances_dir:
             raise DataError(f"{path}: no instance map named {path.stem}.* in {instances_dir}")
         label, instance = load_inputs(method, path, instance_path, palette)
         picture = synthesize_arrays(method, label, instance, style, seed)
@@ -142,12 +142,15 @@ def synthesize_folder(method: Method, labels_dir: str | Path, out_dir: str | Pat
 
 
 def _require_sketch_model(method: Method, hints: bool) -> None:
-    spec = method.config.label
-    if spec.num_classes != 0 or spec.source_channels != 1:
-        raise DataError(f"this run's {method.config.method} model takes label maps, not "
-                        "sketches. Fix: pass --label / --labels, or use a run trained on "
-                        "sketches (for example --method autopainter).")
-    if hints and "hints" not in inspect.signature(method.generate).parameters:
+    capabilities = method.capabilities()
+    if Capability.SKETCH not in capabilities:
+        takes, fix = (("label maps", "pass --label / --labels") if Capability.PAINT in capabilities
+                      else (f"a {describe_condition(method.config.condition)}",
+                            "give it the input it was trained on"))
+        raise DataError(f"this run's {method.config.method} model takes {takes}, not sketches. "
+                        f"Fix: {fix}, or use a run trained on sketches (for example --method "
+                        "autopainter).")
+    if hints and Capability.HINTS not in capabilities:
         raise DataError(f"this run's {method.config.method} model takes no colour hints. Fix: "
                         "leave out --hints / --hints-dir.")
 

@@ -11,14 +11,14 @@ to 2N give the same weights as 2N steps in one go.
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,17 +26,20 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from condsynth import checkpoint
-from condsynth.api import resolve_device
-from condsynth.config import Config, TrainConfig
-from condsynth.data.dataset import PairedDataset, tensor_to_image
+from condsynth.conditions import SPATIAL_KINDS, condition_of
+from condsynth.config import Config, OptimizerConfig
+from condsynth.data.dataset import tensor_to_image
+from condsynth.data.factory import open_dataset
 from condsynth.errors import CondsynthError
-from condsynth.methods.base import Method, OptimDefaults
-from condsynth.pages import condition_picture, save_png, write_table_page
+from condsynth.methods.base import Capability, Method, OptimizerSpec
+from condsynth.pages import condition_picture, condition_text, save_png, write_table_page
 from condsynth.registry import build_method
+from condsynth.runtime import autocast, resolve_device
 
 # ----------------------------------------------------------------------------- distribution
 
@@ -82,29 +85,57 @@ def resolve_train_device(config: Config) -> torch.device:
 
 
 class ResumableBatches:
-    """Batches of indices for one rank: a fresh permutation per epoch from (seed, epoch),
-    split across ranks, starting ``skip`` batches into the epoch when resuming."""
+    """Batches of indices for one rank, as a function of (seed, step): a fresh permutation per
+    epoch from (seed, epoch), each step taking the next ``batch_size(step)`` items of every
+    rank's share (a new epoch starts when the rest of the permutation is too short), so a run
+    resumed at any step draws exactly the batches the straight run drew. With one batch size
+    this is the usual drop-last epoch; progressive growing changes the size by step."""
 
-    def __init__(self, num_items: int, batch_size: int, seed: int, dist_info: Distributed) -> None:
+    def __init__(self, num_items: int, batch_size: int | Callable[[int], int], seed: int,
+                 dist_info: Distributed) -> None:
         if num_items == 0:
             raise CondsynthError("the dataset is empty: nothing to train on")
         self.num_items = num_items
-        self.batch_size = batch_size
+        self.batch_size = batch_size if callable(batch_size) else (lambda step: batch_size)
         self.seed = seed
         self.dist = dist_info
-        global_batch = batch_size * dist_info.world_size
-        self.steps_per_epoch = max(1, num_items // global_batch)
 
-    def epoch_batches(self, epoch: int, skip: int = 0) -> list[list[int]]:
+    def _global(self, step: int) -> int:
+        return self.batch_size(step) * self.dist.world_size
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, offset into the epoch's permutation) where iteration ``step`` starts."""
+        epoch, offset = 0, 0
+        for s in range(step):
+            if offset and offset + self._global(s) > self.num_items:
+                epoch, offset = epoch + 1, 0
+            offset += self._global(s)
+            if offset >= self.num_items:
+                epoch, offset = epoch + 1, 0
+        if offset and offset + self._global(step) > self.num_items:
+            epoch, offset = epoch + 1, 0
+        return epoch, offset
+
+    def epoch_batches(self, epoch: int, offset: int, step: int) -> list[list[int]]:
+        """This rank's batches of ``epoch`` from ``offset`` on, the first for iteration
+        ``step``: as many as fit in the epoch."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(self.num_items, generator=g)
-        needed = self.steps_per_epoch * self.batch_size * self.dist.world_size
-        if needed > self.num_items:               # tiny datasets: repeat the permutation
-            order = order.repeat(math.ceil(needed / self.num_items))
-        order = order[:needed].tolist()
-        mine = order[self.dist.rank::self.dist.world_size]
-        batches = [mine[i:i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
-        return batches[skip:]
+        batches = []
+        while True:
+            size = self._global(step)
+            if offset and offset + size > self.num_items:
+                break
+            if size > self.num_items:                 # tiny datasets: repeat the permutation
+                items = order.repeat(math.ceil(size / self.num_items))[:size]
+            else:
+                items = order[offset:offset + size]
+            batches.append(items[self.dist.rank::self.dist.world_size].tolist())
+            offset += size
+            step += 1
+            if offset >= self.num_items:
+                break
+        return batches
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -118,13 +149,40 @@ def lr_factor(step: int, max_steps: int, decay_start: float) -> float:
     return max(0.0, (max_steps - step) / (max_steps - start))
 
 
-def resolve_optim(config: Config, defaults: OptimDefaults) -> None:
-    """Fill the unset optimizer settings with the method's own, so config.yaml is explicit."""
+def resolve_optimizers(config: Config, method: Method) -> dict[str, OptimizerSpec]:
+    """Each named optimizer's settings: the method's defaults, then ``train.lr_g``/``lr_d``/
+    ``beta1``/``beta2`` (the generator's and discriminator's), then ``train.optimizers.<name>``.
+    The resolved values are written back into the config, so config.yaml is explicit."""
     t = config.train
-    t.lr_g = defaults.lr_g if t.lr_g is None else t.lr_g
-    t.lr_d = defaults.lr_d if t.lr_d is None else t.lr_d
-    t.beta1 = defaults.beta1 if t.beta1 is None else t.beta1
-    t.beta2 = defaults.beta2 if t.beta2 is None else t.beta2
+    specs = method.optimizers()
+    unknown = set(t.optimizers) - set(specs)
+    if unknown:
+        raise CondsynthError(f"train.optimizers names {', '.join(sorted(unknown))}, but "
+                             f"{config.method} has the optimizers {', '.join(sorted(specs))}")
+    resolved = {}
+    for name, spec in specs.items():
+        shorthand = {"generator": t.lr_g, "discriminator": t.lr_d}.get(name)
+        lr = spec.lr if shorthand is None else shorthand
+        beta1 = spec.betas[0] if t.beta1 is None else t.beta1
+        beta2 = spec.betas[1] if t.beta2 is None else t.beta2
+        own = t.optimizers.get(name) or OptimizerConfig()
+        spec = dataclasses.replace(
+            spec, lr=lr if own.lr is None else own.lr,
+            betas=(beta1 if own.beta1 is None else own.beta1,
+                   beta2 if own.beta2 is None else own.beta2),
+            eps=spec.eps if own.eps is None else own.eps,
+            weight_decay=spec.weight_decay if own.weight_decay is None else own.weight_decay)
+        resolved[name] = spec
+        if name not in ("generator", "discriminator") or name in t.optimizers:
+            t.optimizers[name] = OptimizerConfig(spec.lr, spec.betas[0], spec.betas[1],
+                                                 spec.eps, spec.weight_decay)
+    two_player = {"generator", "discriminator"} <= set(resolved)
+    if two_player:
+        g, d = resolved["generator"], resolved["discriminator"]
+        t.lr_g, t.lr_d = g.lr, d.lr
+        if g.betas == d.betas:
+            t.beta1, t.beta2 = g.betas
+    return resolved
 
 
 def rng_state() -> dict[str, Any]:
@@ -147,31 +205,67 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def precision_dtype(precision: str) -> torch.dtype:
-    """The reduced dtype of a mixed precision: ``bf16`` or ``fp16``."""
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = precision_dtype(precision)
-    if device.type == "cpu" and dtype == torch.float16:
-        raise CondsynthError("fp16 mixed precision needs CUDA; use --precision bf16 on the CPU")
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def make_optimizers(method: Method, t: TrainConfig,
-                    device: torch.device) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for G and D with the run's learning rates and betas. On CPUs and CUDA it is the
-    fused kernel: the same update in one pass over the parameters instead of several (an
-    Adam step over pix2pixHD's 182M generator parameters takes 0.06 s instead of 0.6 s on
-    two CPU cores)."""
+def make_optimizers(method: Method, specs: dict[str, OptimizerSpec],
+                    device: torch.device) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per named parameter group. Adam is the fused kernel on CPUs and CUDA: the
+    same update in one pass over the parameters instead of several (an Adam step over
+    pix2pixHD's 182M generator parameters takes 0.06 s instead of 0.6 s on two CPU cores)."""
     groups = method.parameter_groups()
+    missing = set(specs) ^ set(groups)
+    if missing:
+        raise CondsynthError(f"{method.name}: parameter groups {sorted(groups)} and optimizers "
+                             f"{sorted(specs)} differ")
     fused = device.type in ("cpu", "cuda")
-    betas = (t.beta1, t.beta2)
-    return (torch.optim.Adam(groups["generator"], lr=t.lr_g, betas=betas, fused=fused),
-            torch.optim.Adam(groups["discriminator"], lr=t.lr_d, betas=betas, fused=fused))
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    for name, spec in specs.items():
+        params = [p for p in groups[name] if p.requires_grad] or groups[name]
+        if spec.kind == "sgd":
+            optimizers[name] = torch.optim.SGD(params, lr=spec.lr, momentum=spec.betas[0],
+                                               weight_decay=spec.weight_decay)
+        else:
+            optimizers[name] = torch.optim.Adam(params, lr=spec.lr, betas=spec.betas,
+                                                eps=spec.eps, weight_decay=spec.weight_decay,
+                                                fused=fused)
+    return optimizers
+
+
+def train_step(method: Method, batch: dict[str, Any], optimizers: dict[str, torch.optim.Optimizer],
+               step: int, precision: str, device: torch.device,
+               scaler: torch.amp.GradScaler | None = None) -> dict[str, Tensor]:
+    """One training iteration: every phase of ``method`` active at ``step``, in order, each
+    its ``repeats`` times (loss terms summed, backpropagated, its optimizer stepped). Returns
+    the loss terms (the last repeat's). ``train``, ``bench``, ``demo`` and the tests run this."""
+    scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
+    cache: dict[str, Any] = {}
+    losses: dict[str, Tensor] = {}
+    for phase in method.phases():
+        if not phase.active(step):
+            continue
+        optimizer = optimizers[phase.optimizer]
+        for _ in range(phase.repeats):
+            with autocast(device, precision):
+                terms = method.phase_losses(phase, batch, cache)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(sum(terms.values())).backward()
+            scaler.step(optimizer)
+            losses.update(terms)
+    scaler.update()
+    return losses
+
+
+def at_resolution(batch: dict[str, Any], resolution: int | None) -> dict[str, Any]:
+    """The batch with its images (``image``, image conditions) area-averaged down to
+    ``resolution`` on their longer side (None, or already that small: unchanged)."""
+    if resolution is None:
+        return batch
+    out = dict(batch)
+    for key in ("image", "source"):
+        value = batch.get(key)
+        if isinstance(value, Tensor) and value.dim() == 4 and max(value.shape[-2:]) > resolution:
+            scale = resolution / max(value.shape[-2:])
+            size = (round(value.shape[-2] * scale), round(value.shape[-1] * scale))
+            out[key] = F.interpolate(value, size=size, mode="area")
+    return out
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -216,15 +310,17 @@ class SampleSet:
     names: list[str] = field(default_factory=list)
 
 
-def make_sample_set(config: Config, size_multiple: int) -> SampleSet:
+def make_sample_set(config: Config, method: Method) -> SampleSet:
+    """The first ``train.num_samples`` items of the test split (the train split when there is
+    none): their conditions (and real images beside) at every refresh."""
     phase = "test"
     try:
-        dataset = PairedDataset(config.data, config.label, phase="test", train=False,
-                                size_multiple=size_multiple, seed=config.train.seed)
+        dataset = open_dataset(config, phase="test", train=False,
+                               size_multiple=method.size_multiple())
     except CondsynthError:
         phase = "train"
-        dataset = PairedDataset(config.data, config.label, phase="train", train=False,
-                                size_multiple=size_multiple, seed=config.train.seed)
+        dataset = open_dataset(config, phase="train", train=False,
+                               size_multiple=method.size_multiple())
     rows = min(config.train.num_samples, len(dataset))
     items = [dataset[i] for i in range(rows)]
     batch = torch.utils.data.default_collate(items)
@@ -234,34 +330,41 @@ def make_sample_set(config: Config, size_multiple: int) -> SampleSet:
 
 def write_samples(run_dir: Path, method: Method, samples: SampleSet, step: int,
                   config: Config, final: bool = False) -> dict[str, np.ndarray]:
-    """Generate the sample rows and refresh ``index.html``: label | generated | real."""
+    """Generate the sample rows and refresh ``index.html``: condition | generated | real
+    (noise-driven models draw the same z at every refresh: the seed is fixed)."""
     out_dir = run_dir / "samples"
     batch = samples.batch
+    spec = config.condition
     was_training = method.training
     method.eval()
     # A private RNG stream: sampling must not change the training's random numbers.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.train.seed)
-        key = "source" if config.label.num_classes == 0 else "label"
-        # Where a method has a style encoder (pix2pixHD's instance features, SPADE's VAE),
+        # Where a method takes a style image (pix2pixHD's instance features, SPADE's VAE),
         # the real image is the style source, as the official training pages show.
-        style = batch["image"] if "encoder" in method.network_names else None
-        fake = method.generate(batch[key], instance=batch.get("instance"), style=style)
+        style = batch["image"] if Capability.STYLE_IMAGE in method.capabilities() else None
+        fake = method.generate(condition_of(batch, spec), batch_size=samples.rows,
+                               instance=batch.get("instance"), style=style)
     method.train(was_training)
     pictures: dict[str, np.ndarray] = {}
     rows = []
     for i in range(samples.rows):
         item = {k: v[i] for k, v in batch.items() if isinstance(v, Tensor)}
-        condition = condition_picture(item, config.label)
         real = tensor_to_image(batch["image"][i])
         generated = tensor_to_image(fake[i])
-        save_png(condition, out_dir / f"condition_{i}.png")
         save_png(real, out_dir / f"real_{i}.png")
         save_png(generated, out_dir / f"generated_{i}.png")
         save_png(generated, out_dir / f"step{step:07d}_{i}.png")
-        pictures[f"sample_{i}"] = np.concatenate([condition, generated, real], axis=1)
-        rows.append([samples.names[i], f"samples/condition_{i}.png",
-                     f"samples/generated_{i}.png", f"samples/real_{i}.png"])
+        if spec.kind in SPATIAL_KINDS:
+            condition = condition_picture(item, spec)
+            save_png(condition, out_dir / f"condition_{i}.png")
+            cell = f"samples/condition_{i}.png"
+            pictures[f"sample_{i}"] = np.concatenate([condition, generated, real], axis=1)
+        else:
+            cell = condition_text(item, spec)
+            pictures[f"sample_{i}"] = np.concatenate([generated, real], axis=1)
+        rows.append([samples.names[i], cell, f"samples/generated_{i}.png",
+                     f"samples/real_{i}.png"])
     notes = [f"{config.method} at step {step} of {config.train.max_steps}"
              + (" (training finished)" if final else " (page refreshes while training)")]
     write_table_page(run_dir / "index.html", f"condsynth run: {run_dir.name}",
@@ -287,7 +390,7 @@ def prepare_config(config: Config) -> Config:
     from condsynth.data.io import load_palette
     from condsynth.data.layouts import detect_num_classes, read_classes
 
-    label = config.label
+    label = config.condition
     if label.num_classes is None:
         if not config.data.root:
             raise CondsynthError("no dataset given: pass --data DIR")
@@ -315,16 +418,14 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     # --- build: the same seed on every rank, so every rank starts from the same weights
     torch.manual_seed(t.seed)
     method = build_method(config)
-    resolve_optim(config, method.optim_defaults)
+    specs = resolve_optimizers(config, method)
     method.to(device)
     start_step = 0
     state: dict[str, Any] | None = None
     if resume:
         checkpoint.recover(run_dir)
         state = checkpoint.read_train_state(run_dir)
-        for name, module in method.networks().items():
-            checkpoint.load_network(run_dir, name, module)
-        method.load_extras(run_dir)
+        checkpoint.load_method(run_dir, method)
         start_step = int(state["step"])
     elif init_from is not None:
         copied = method.initialize_from(Path(init_from))
@@ -338,15 +439,20 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     if info.enabled:
         wrap_distributed(method, device, info)
 
-    opt_g, opt_d = make_optimizers(method, t, device)
+    optimizers = make_optimizers(method, specs, device)
     use_scaler = t.precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     if state is not None:
-        for opt, name in ((opt_g, "generator"), (opt_d, "discriminator")):
-            fused = opt.param_groups[0]["fused"]
-            opt.load_state_dict(state["optimizers"][name])
+        for name, opt in optimizers.items():
+            saved = state["optimizers"].get(name)
+            if saved is None:
+                raise CondsynthError(f"{run_dir}: the checkpoint holds no state of the "
+                                     f"'{name}' optimizer; it was written by another method.")
+            fused = opt.param_groups[0].get("fused")
+            opt.load_state_dict(saved)
             for group in opt.param_groups:    # states written elsewhere (imports) say otherwise
-                group["fused"] = fused
+                if fused is not None:
+                    group["fused"] = fused
         if "scaler" in state and use_scaler:
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
@@ -355,10 +461,11 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         np.random.seed(t.seed + info.rank)
         random.seed(t.seed + info.rank)
 
-    dataset = PairedDataset(config.data, config.label, phase="train", train=True,
-                            size_multiple=method.size_multiple(), seed=t.seed)
-    batches = ResumableBatches(len(dataset), t.batch_size, t.seed, info)
-    samples = make_sample_set(config, method.size_multiple()) if info.main else None
+    dataset = open_dataset(config, phase="train", train=True, size_multiple=method.size_multiple())
+    batches = ResumableBatches(len(dataset),
+                               lambda s: method.schedule(s).batch_size or t.batch_size,
+                               t.seed, info)
+    samples = make_sample_set(config, method) if info.main else None
     writer = make_writer(run_dir, t.tensorboard) if info.main else None
 
     def save(step: int, final: bool = False) -> None:
@@ -372,12 +479,11 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         if ema is not None:
             networks["generator_ema"] = ema
         train_state = {"step": step, "rng": rngs,
-                       "optimizers": {"generator": opt_g.state_dict(),
-                                      "discriminator": opt_d.state_dict()}}
+                       "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()}}
         if use_scaler:
             train_state["scaler"] = scaler.state_dict()
         checkpoint.write_checkpoint(run_dir, config, networks, step, train_state,
-                                    method.extra_files())
+                                    method.extra_files(), method.method_state())
 
     end_step = t.max_steps if stop_at is None else min(stop_at, t.max_steps)
     bar = tqdm(total=t.max_steps, initial=start_step, disable=not (progress and info.main),
@@ -393,31 +499,17 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
             if step >= end_step:
                 break
             factor = lr_factor(step, t.max_steps, t.decay_start)
-            for group in opt_g.param_groups:
-                group["lr"] = t.lr_g * factor
-            for group in opt_d.param_groups:
-                group["lr"] = t.lr_d * factor
+            for name, opt in optimizers.items():
+                for group in opt.param_groups:
+                    group["lr"] = specs[name].lr * factor
             method.on_step(step, t.max_steps)
-            batch = to_device(batch, device)
-
-            with autocast(device, t.precision):
-                out = method.forward_generator(batch)
-                d_losses = method.discriminator_step(batch, out)
-            opt_d.zero_grad(set_to_none=True)
-            scaler.scale(sum(d_losses.values())).backward()
-            scaler.step(opt_d)
-
-            with autocast(device, t.precision):
-                g_losses = method.generator_step(batch, out)
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(sum(g_losses.values())).backward()
-            scaler.step(opt_g)
-            scaler.update()
+            batch = at_resolution(to_device(batch, device), method.schedule(step).resolution)
+            losses = train_step(method, batch, optimizers, step, t.precision, device, scaler)
             if ema is not None:
                 update_ema(ema, method.networks()["generator"], t.ema)
             step += 1
 
-            last = {k: float(v.detach()) for k, v in {**d_losses, **g_losses}.items()}
+            last = {k: float(v.detach()) for k, v in losses.items()}
             bad = [k for k, v in last.items() if not math.isfinite(v)]
             if bad:
                 raise CondsynthError(
@@ -428,7 +520,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
                 if step % t.log_every == 0 or step == end_step:
-                    log_scalars(log_path, writer, step, last, t.lr_g * factor)
+                    first_lr = next(iter(specs.values())).lr
+                    log_scalars(log_path, writer, step, last, first_lr * factor)
                 if step % t.sample_every == 0 and samples is not None:
                     pictures = write_samples(run_dir, method, samples, step, config)
                     log_images(writer, step, pictures)
@@ -451,21 +544,24 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     return TrainResult(run_dir, step, last, time.perf_counter() - began, method)
 
 
-def iterate(dataset: PairedDataset, batches: ResumableBatches, start_step: int,
+def iterate(dataset: torch.utils.data.Dataset, batches: ResumableBatches, start_step: int,
             config: Config) -> Iterator[dict[str, Any]]:
     """Batches from ``start_step`` on, forever (the loop decides when to stop)."""
-    epoch, skip = divmod(start_step, batches.steps_per_epoch)
+    epoch, offset = batches.position(start_step)
+    step = start_step
     while True:
         dataset.set_epoch(epoch)
+        plan = batches.epoch_batches(epoch, offset, step)
         # The loader gets a generator of its own: starting an iterator draws a seed, and
         # drawing it from the global RNG (that dropout and noise use) would shift that RNG
         # when a resume starts mid-epoch, so the resumed run would not repeat the straight one.
         loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=batches.epoch_batches(epoch, skip),
+            dataset, batch_sampler=plan,
             num_workers=config.data.num_workers, pin_memory=torch.cuda.is_available(),
             generator=torch.Generator().manual_seed(config.train.seed * 1_000_003 + epoch))
         yield from loader
-        epoch, skip = epoch + 1, 0
+        step += len(plan)
+        epoch, offset = epoch + 1, 0
 
 
 def make_writer(run_dir: Path, enabled: bool) -> Any:

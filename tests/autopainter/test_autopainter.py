@@ -10,9 +10,8 @@ import torch
 
 from condsynth.api import load
 from condsynth.cli import preset_path
-from condsynth.config import default_config, load_config
 from condsynth.errors import ConfigError, DataError
-from condsynth.registry import build_method
+from condsynth.registry import build_method, default_config, load_config
 from condsynth.train import train
 from tests.tiny import tiny_config
 
@@ -31,7 +30,7 @@ def batch(seed: int = 0) -> dict:
 
 def test_defaults_describe_a_sketch_model():
     config = default_config("autopainter")
-    assert (config.label.num_classes, config.label.source_channels) == (0, 1)
+    assert (config.condition.kind, config.condition.image_channels) == ("image", 1)
     assert (config.data.layout, config.data.line_extraction) == ("sketch", "xdog_random")
     assert default_config("pix2pix").data.line_extraction == "none"   # others unchanged
     method = build_method(config)
@@ -41,8 +40,11 @@ def test_defaults_describe_a_sketch_model():
 
 
 def test_label_map_configs_are_refused():
-    with pytest.raises(ConfigError, match=r"label.num_classes=0 and label.source_channels=1"):
+    # The former spelling of a label-map condition still means one, and is refused.
+    with pytest.raises(ConfigError, match=r"autopainter takes conditions of kind image"):
         tiny(["label.num_classes=5"])
+    with pytest.raises(ConfigError, match=r"condition.image_channels 3"):
+        tiny(["condition.image_channels=3"])
     with pytest.raises(ConfigError, match="model.lambda_tv is -1.0; it must be >= 0"):
         tiny(["model.lambda_tv=-1"])
     with pytest.raises(ConfigError, match="hint_none_prob is 2.0"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from condsynth.config import DataConfig, LabelConfig
+from condsynth.config import ConditionConfig, DataConfig
 from condsynth.data.dataset import PairedDataset, tensor_to_image
 from condsynth.data.layouts import available_phases, detect_num_classes, discover
 from condsynth.data.sketches import (
@@ -231,7 +231,7 @@ def test_write_sketch_pairs_bad_input(tmp_path):
 
 def _dataset(root, layout, train, **data) -> PairedDataset:
     return PairedDataset(DataConfig(root=str(root), layout=layout, preprocess="none", **data),
-                         LabelConfig(num_classes=0, source_channels=1), train=train)
+                         ConditionConfig(kind="image", image_channels=1), train=train)
 
 
 def test_sketch_layout_draws_lines_on_the_fly(photos):

@@ -175,8 +175,8 @@ def test_official_clustered_features_are_imported(official_fixtures, tmp_path):
     mask = batch["instance"][0] == 0
     np.testing.assert_allclose(look[0][:, mask].T.numpy(),
                                np.broadcast_to(centres[0][3], (int(mask.sum()), 3)), atol=1e-6)
-    a = method.generate(batch["label"], batch["instance"], z=look)
-    b = method.generate(batch["label"], batch["instance"],
+    a = method.generate(batch["label"], instance=batch["instance"], z=look)
+    b = method.generate(batch["label"], instance=batch["instance"],
                         z=method.feature_map(batch["label"], batch["instance"], looks={0: 7}))
     assert (a - b).abs().max() > 1e-3
 
@@ -243,7 +243,7 @@ def test_without_d_and_e_files_the_import_warns_and_still_synthesizes(official_f
     with pytest.warns(UserWarning, match="latest_net_D.pth not found"):
         run = import_pix2pixhd(official, tmp_path / "run")
     batch = case_inputs(official_fixtures / "pix2pixhd-feat")
-    output = load(run, device="cpu").generate(batch["label"], batch["instance"],
+    output = load(run, device="cpu").generate(batch["label"], instance=batch["instance"],
                                               style=batch["image"])
     expected = np.load(official_fixtures / "pix2pixhd-feat" / "expected" / "output.npy")
     assert np.abs(output.numpy() - expected).max() <= 1e-4
@@ -509,10 +509,10 @@ def test_import_is_derived_from_the_options(official_fixtures, tmp_path, variant
             features = nets["E"](image, instance)
             torch.testing.assert_close(method.encoder(image, instance), features)
             expected = nets["G"](torch.cat([condition, features], 1))
-            ours = method.generate(label, instance, style=image)
+            ours = method.generate(label, instance=instance, style=image)
         else:
             expected = nets["G"](condition)
-            ours = method.generate(label, instance)
+            ours = method.generate(label, instance=instance)
         torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
         pair = torch.cat([condition, image], 1)
         theirs_d, ours_d = nets["D"](pair), method.discriminator(pair)

@@ -22,6 +22,7 @@ from condsynth.compat.spade import import_spade, parse_norm_g, parse_norm_layer
 from condsynth.data.dataset import image_to_tensor
 from condsynth.data.io import read_image, read_instance, read_label
 from condsynth.errors import CheckpointError
+from condsynth.registry import merged
 
 CASES = ["spade-default", "spade-vae"]
 TOLERANCE = 1e-4
@@ -140,7 +141,7 @@ def test_reparameterization_noise_is_drawn_as_the_official(official_fixtures, im
 
 def test_config_from_the_fixture_options(official_fixtures, imported):
     config = load(imported["spade-vae"], device="cpu").config
-    m, label, data, train = config.model, config.label, config.data, config.train
+    m, label, data, train = config.model, config.condition, config.data, config.train
     assert (label.num_classes, label.contain_dontcare_label, label.use_instance) == (8, True, True)
     assert (m.ngf, m.ndf, m.num_upsampling_layers, m.norm_g, m.spectral_g) == \
         (8, 8, "normal", "sync_batch", True)
@@ -439,7 +440,6 @@ def test_missing_corrupt_and_mismatched_files_are_clear_errors(tmp_path):
 
 def test_imported_run_trains_and_resumes(tmp_path):
     """The trainer continues an imported official run (`condsynth train --resume`)."""
-    from condsynth.config import merged
     from condsynth.data.procedural import CLASS_NAMES, write_dataset
     from condsynth.train import train
 

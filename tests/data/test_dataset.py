@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from condsynth.config import DataConfig, LabelConfig
+from condsynth.config import ConditionConfig, DataConfig
 from condsynth.data.dataset import PairedDataset, image_to_tensor, tensor_to_image
 from condsynth.errors import ConfigError, DataError
 
@@ -18,7 +18,7 @@ from .builders import COLOURS, HEIGHT, NUM_CLASSES, WIDTH, colour_image, label_m
 def _dataset(root, layout="auto", num_classes=NUM_CLASSES, use_instance=False, train=False,
              preprocess="none", phase="train", **data_kw) -> PairedDataset:
     data = DataConfig(root=str(root), layout=layout, preprocess=preprocess, **data_kw)
-    label = LabelConfig(num_classes=num_classes, use_instance=use_instance)
+    label = ConditionConfig(num_classes=num_classes, use_instance=use_instance)
     return PairedDataset(data, label, phase=phase, train=train)
 
 
@@ -71,7 +71,7 @@ def test_unresolved_num_classes(build):
 
 def test_empty_root_is_a_config_error():
     with pytest.raises(ConfigError, match=r"data.root is empty"):
-        PairedDataset(DataConfig(), LabelConfig(num_classes=3))
+        PairedDataset(DataConfig(), ConditionConfig(num_classes=3))
 
 
 def test_size_mismatch_names_both_files(build):
@@ -140,7 +140,7 @@ def test_max_items(build):
 def test_items_depend_only_on_seed_epoch_index(build):
     root = build.pix2pixhd(size_hw=(48, 64))
     data = DataConfig(root=str(root), preprocess="crop", crop_size=16, flip=True)
-    spec = LabelConfig(num_classes=NUM_CLASSES)
+    spec = ConditionConfig(num_classes=NUM_CLASSES)
     first = PairedDataset(data, spec, seed=3)
     second = PairedDataset(data, spec, seed=3)
     np.random.seed(123)                     # global state must not matter
@@ -163,7 +163,7 @@ def test_items_depend_only_on_seed_epoch_index(build):
 def test_size_multiple(build):
     root = build.pix2pixhd()
     data = DataConfig(root=str(root), preprocess="none")
-    item = PairedDataset(data, LabelConfig(num_classes=NUM_CLASSES), size_multiple=16)[0]
+    item = PairedDataset(data, ConditionConfig(num_classes=NUM_CLASSES), size_multiple=16)[0]
     # 24x32 → H round(24 / 16) = 2 blocks (Python rounds half to even, as pix2pixHD does)
     assert item["label"].shape == (32, 32) and item["image"].shape == (3, 32, 32)
 

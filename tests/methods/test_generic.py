@@ -1,5 +1,6 @@
-"""The same fast tests for every registered method: shapes, one D and one G step, save/load,
-seeded determinism."""
+"""The same fast tests for every registered method, through the one contract: capabilities,
+shapes of ``generate``, one ``train_step`` (every phase, with its optimizer), save/load with the
+method state, seeded determinism."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import torch
 
 from condsynth import checkpoint
 from condsynth.api import load
+from condsynth.methods.base import KIND_CAPABILITY, Capability
 from condsynth.registry import available_methods, build_method
-from condsynth.train import resolve_optim
-from tests.tiny import SIZE, TINY, generate_inputs, tiny_batch, tiny_config
+from condsynth.train import make_optimizers, resolve_optimizers, train_step
+from tests.tiny import SIZE, TINY, generate_inputs, image_channels, tiny_batch, tiny_config
 
 METHODS = available_methods()
+CPU = torch.device("cpu")
 
 
 def test_every_method_has_a_tiny_config():
@@ -20,49 +23,69 @@ def test_every_method_has_a_tiny_config():
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_forward_shapes(name):
-    method = build_method(tiny_config(name))
-    batch = tiny_batch(name)
-    out = method.forward_generator(batch)
-    assert out["fake"].shape == (2, 3, SIZE, SIZE)
-    condition, instance = generate_inputs(name, batch)
-    image = method.eval().generate(condition, instance=instance)
-    assert image.shape == (2, 3, SIZE, SIZE)
+def test_capabilities_follow_the_condition(name):
+    config = tiny_config(name)
+    capabilities = build_method(config).capabilities()
+    kind = KIND_CAPABILITY[config.condition.kind]
+    if kind == Capability.IMAGE and config.condition.image_channels == 1:
+        kind = Capability.SKETCH
+    assert kind in capabilities
+    assert all(isinstance(c, Capability) for c in capabilities)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_generate_shapes(name):
+    config = tiny_config(name)
+    method = build_method(config).eval()
+    condition, instance = generate_inputs(config, tiny_batch(config))
+    image = method.generate(condition, batch_size=2, instance=instance)
+    assert image.shape == (2, image_channels(config), SIZE, SIZE)
+    assert image.dtype == torch.float32
     assert image.min() >= -1 and image.max() <= 1
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_one_step_changes_parameters(name):
+def test_one_train_step_changes_every_group(name):
     config = tiny_config(name)
     method = build_method(config)
-    resolve_optim(config, method.optim_defaults)
+    optimizers = make_optimizers(method, resolve_optimizers(config, method), CPU)
     groups = method.parameter_groups()
-    opt_g = torch.optim.Adam(groups["generator"], lr=1e-3)
-    opt_d = torch.optim.Adam(groups["discriminator"], lr=1e-3)
-    before = {k: v.clone() for k, v in method.state_dict().items()}
-    batch = tiny_batch(name)
-    out = method.forward_generator(batch)
-    d_losses = method.discriminator_step(batch, out)
-    assert d_losses and all(k.startswith("d_") for k in d_losses)
-    assert all(torch.isfinite(v) for v in d_losses.values())
-    opt_d.zero_grad()
-    sum(d_losses.values()).backward()
-    opt_d.step()
-    g_losses = method.generator_step(batch, out)
-    assert g_losses and all(k.startswith("g_") for k in g_losses)
-    assert all(torch.isfinite(v) for v in g_losses.values())
-    opt_g.zero_grad()
-    d_grads = [None if p.grad is None else p.grad.clone() for p in groups["discriminator"]]
-    sum(g_losses.values()).backward()
-    # The G step must leave D's gradients alone (D is frozen while G learns).
-    for p, g in zip(groups["discriminator"], d_grads, strict=True):
-        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
-    opt_g.step()
-    after = method.state_dict()
-    for net in ("generator", "discriminator"):
-        changed = [k for k in after if k.startswith(net + ".")
-                   and after[k].is_floating_point() and not torch.equal(after[k], before[k])]
-        assert changed, f"{net} parameters did not change"
+    before = {g: [p.detach().clone() for p in params] for g, params in groups.items()}
+    batch = tiny_batch(config)
+    phases = [p for p in method.phases() if p.active(0)]
+    assert phases, f"{name} trains nothing at step 0"
+    # Each phase, as train_step runs it, writes gradients only into its own group (the other
+    # players are frozen while it learns).
+    cache: dict = {}
+    for phase in phases:
+        others = {id(p): None if p.grad is None else p.grad.clone()
+                  for g, params in groups.items() if g != phase.optimizer for p in params}
+        terms = method.phase_losses(phase, batch, cache)
+        assert terms and all(torch.isfinite(v) for v in terms.values()), phase.name
+        optimizers[phase.optimizer].zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
+        for g, params in groups.items():
+            if g == phase.optimizer:
+                continue
+            for p in params:
+                old = others[id(p)]
+                assert (p.grad is None and old is None) or torch.equal(p.grad, old), \
+                    f"phase {phase.name} wrote gradients into {g}"
+        optimizers[phase.optimizer].step()
+    for g, params in groups.items():
+        if not any(p.optimizer == g for p in phases):
+            continue
+        changed = any(not torch.equal(p, b) for p, b in zip(params, before[g], strict=True))
+        assert changed, f"{name}: the {g} parameters did not change"
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_train_step_returns_finite_terms(name):
+    config = tiny_config(name)
+    method = build_method(config)
+    optimizers = make_optimizers(method, resolve_optimizers(config, method), CPU)
+    losses = train_step(method, tiny_batch(config), optimizers, 0, "fp32", CPU)
+    assert losses and all(torch.isfinite(v) for v in losses.values())
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -70,18 +93,21 @@ def test_save_load_equality(name, tmp_path):
     config = tiny_config(name)
     torch.manual_seed(1)
     method = build_method(config)
-    checkpoint.write_checkpoint(tmp_path, config, method.networks(), step=3)
+    checkpoint.write_checkpoint(tmp_path, config, method.networks(), step=3,
+                                method_state=method.method_state())
     loaded = load(tmp_path, device="cpu")
     for net_name, net in method.networks().items():
         theirs = loaded.networks()[net_name].state_dict()
         for key, value in net.state_dict().items():
             assert torch.equal(value, theirs[key]), f"{net_name}.{key}"
-    condition, instance = generate_inputs(name, tiny_batch(name))
+    for key, value in method.method_state().items():
+        assert torch.equal(value, loaded.method_state()[key]), key
+    condition, instance = generate_inputs(config, tiny_batch(config))
     method.eval()
     torch.manual_seed(5)
-    a = method.generate(condition, instance=instance)
+    a = method.generate(condition, batch_size=2, instance=instance)
     torch.manual_seed(5)
-    b = loaded.generate(condition, instance=instance)
+    b = loaded.generate(condition, batch_size=2, instance=instance)
     assert torch.equal(a, b)
 
 
@@ -89,11 +115,12 @@ def test_save_load_equality(name, tmp_path):
 def test_seeded_determinism(name):
     def run() -> dict[str, torch.Tensor]:
         torch.manual_seed(123)
-        method = build_method(tiny_config(name))
-        batch = tiny_batch(name)
-        out = method.forward_generator(batch)
-        losses = {**method.discriminator_step(batch, out), **method.generator_step(batch, out)}
-        return {"fake": out["fake"].detach(), **{k: v.detach() for k, v in losses.items()}}
+        config = tiny_config(name)
+        method = build_method(config)
+        optimizers = make_optimizers(method, resolve_optimizers(config, method), CPU)
+        losses = train_step(method, tiny_batch(config), optimizers, 0, "fp32", CPU)
+        return {**{k: v.detach() for k, v in losses.items()},
+                **{k: v.detach().clone() for k, v in method.state_dict().items()}}
 
     a, b = run(), run()
     assert a.keys() == b.keys()

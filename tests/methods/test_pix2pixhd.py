@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from condsynth import checkpoint
 from condsynth.api import load
-from condsynth.config import Config, apply_overrides, default_config, load_config
+from condsynth.config import Config, apply_overrides
 from condsynth.errors import CheckpointError, CondsynthError, ConfigError, DataError
 from condsynth.losses import feature_matching_loss
 from condsynth.methods.pix2pixhd import (
@@ -25,7 +25,7 @@ from condsynth.methods.pix2pixhd import (
     instance_average,
     kmeans,
 )
-from condsynth.registry import build_method
+from condsynth.registry import build_method, default_config, load_config, parse_config
 
 NUM_CLASSES = 5
 PRESETS = Path(__file__).resolve().parents[2] / "src" / "condsynth" / "presets"
@@ -34,11 +34,11 @@ PRESETS = Path(__file__).resolve().parents[2] / "src" / "condsynth" / "presets"
 def hd_config(*overrides: str, use_instance: bool = True) -> Config:
     """A tiny pix2pixHD: 8 channels, 3 down-samplings, 1 residual block, no VGG."""
     raw = default_config("pix2pixhd").to_dict()
-    raw["label"].update(num_classes=NUM_CLASSES, use_instance=use_instance)
+    raw["condition"].update(num_classes=NUM_CLASSES, use_instance=use_instance)
     base = ["model.ngf=8", "model.ndf=8", "model.n_downsample_global=3",
             "model.n_blocks_global=1", "model.n_blocks_local=1", "model.vgg_loss=false",
             "model.nef=4", "model.n_downsample_e=2"]
-    return Config.from_dict(apply_overrides(raw, base + list(overrides)))
+    return parse_config(apply_overrides(raw, base + list(overrides)))
 
 
 def make_batch(size: int = 32, batch: int = 2, seed: int = 0) -> dict:
@@ -150,7 +150,7 @@ def test_size_multiple_and_a_clear_error_for_other_sizes():
     assert method.size_multiple() == 16
     batch = make_batch(size=24)
     with pytest.raises(DataError, match="not a multiple of 16"):
-        method.generate(batch["label"], batch["instance"])
+        method.generate(batch["label"], instance=batch["instance"])
 
 
 def test_config_errors():
@@ -212,7 +212,7 @@ def test_vgg_is_built_only_by_the_generator_step(tmp_path):
     missing = tmp_path / "nope.pth"
     method = build_method(hd_config("model.vgg_loss=true", f"model.vgg_weights={missing}"))
     batch = make_batch()
-    method.generate(batch["label"], batch["instance"])             # inference needs no VGG
+    method.generate(batch["label"], instance=batch["instance"])             # inference needs no VGG
     out = method.forward_generator(batch)
     method.discriminator_step(batch, out)
     with pytest.raises(CheckpointError, match="nope.pth"):
@@ -343,14 +343,16 @@ def test_compute_features_and_choosing_looks(tmp_path):
         method.feature_map(label, instance, looks={3: 7})
 
     # One label map, many images: the looks steer the generator; z is the feature map.
-    one = method.generate(label, instance, z=method.feature_map(label, instance, looks={3: 0}))
-    two = method.generate(label, instance, z=method.feature_map(label, instance, looks={3: 1}))
+    one = method.generate(label, instance=instance,
+                          z=method.feature_map(label, instance, looks={3: 0}))
+    two = method.generate(label, instance=instance,
+                          z=method.feature_map(label, instance, looks={3: 1}))
     assert (one - two).abs().max() > 1e-4
     torch.manual_seed(3)                                            # a random cluster each,
-    random_look = method.generate(label, instance)                  # reproducible by seed
+    random_look = method.generate(label, instance=instance)                  # reproducible by seed
     torch.manual_seed(3)
-    assert torch.equal(random_look, method.generate(label, instance))
-    style = method.generate(label, instance, style=batch["image"])
+    assert torch.equal(random_look, method.generate(label, instance=instance))
+    style = method.generate(label, instance=instance, style=batch["image"])
     encoded = method.encoder(batch["image"], instance)
     cond = method.condition(batch)
     torch.testing.assert_close(style, method.generator(torch.cat([cond, encoded], 1)))
@@ -363,9 +365,10 @@ def test_features_survive_a_checkpoint_and_are_needed_for_random_looks(tmp_path)
     with pytest.raises(CondsynthError, match="condsynth features"):
         method.feature_map(batch["label"], batch["instance"])
     with pytest.warns(UserWarning, match="no clustered features"):
-        neutral = method.generate(batch["label"], batch["instance"])
+        neutral = method.generate(batch["label"], instance=batch["instance"])
     zeros = torch.zeros(1, 3, 32, 32)
-    torch.testing.assert_close(neutral, method.generate(batch["label"], batch["instance"], z=zeros))
+    torch.testing.assert_close(neutral, method.generate(batch["label"],
+                                                        instance=batch["instance"], z=zeros))
     method.set_cluster_centres({3: np.ones((2, 3)), 0: np.zeros((1, 3))})
     checkpoint.write_checkpoint(tmp_path / "copy", config, method.networks(), 2,
                                 extra_files=method.extra_files())
@@ -377,9 +380,9 @@ def test_compute_features_reads_a_dataset_folder(tmp_path, scenes):
     from condsynth.data.layouts import detect_num_classes
 
     raw = default_config("pix2pixhd").to_dict()
-    raw["label"].update(num_classes=detect_num_classes(scenes, "auto"), use_instance=True)
+    raw["condition"].update(num_classes=detect_num_classes(scenes, "auto"), use_instance=True)
     raw["data"].update(root=str(scenes), load_size=32, crop_size=32)
-    config = Config.from_dict(apply_overrides(raw, [
+    config = parse_config(apply_overrides(raw, [
         "model.ngf=4", "model.ndf=4", "model.n_downsample_global=2", "model.n_blocks_global=1",
         "model.vgg_loss=false", "model.instance_feat=true", "model.nef=4",
         "model.n_downsample_e=2", "model.n_clusters=3"]))
@@ -394,7 +397,7 @@ def test_style_needs_an_encoder():
     method = build_method(hd_config())
     batch = make_batch()
     with pytest.raises(CondsynthError, match="no feature encoder"):
-        method.generate(batch["label"], batch["instance"], style=batch["image"])
+        method.generate(batch["label"], instance=batch["instance"], style=batch["image"])
     with pytest.raises(CondsynthError, match="no feature encoder"):
         method.feature_map(batch["label"], batch["instance"])
 
@@ -405,11 +408,11 @@ def test_training_and_resuming_a_features_run(tmp_path, scenes):
     from condsynth.train import train
 
     raw = default_config("pix2pixhd").to_dict()
-    raw["label"].update(num_classes=detect_num_classes(scenes, "auto"), use_instance=True)
+    raw["condition"].update(num_classes=detect_num_classes(scenes, "auto"), use_instance=True)
     raw["data"].update(root=str(scenes), load_size=32, crop_size=32)
     raw["train"].update(max_steps=2, batch_size=2, checkpoint_every=1, sample_every=2,
                         num_samples=2, tensorboard=False)
-    config = Config.from_dict(apply_overrides(raw, [
+    config = parse_config(apply_overrides(raw, [
         "model.ngf=4", "model.ndf=4", "model.n_downsample_global=2", "model.n_blocks_global=1",
         "model.vgg_loss=false", "model.instance_feat=true", "model.nef=4",
         "model.n_downsample_e=2", "model.n_local_enhancers=1", "model.niter_fix_global=1"]))

@@ -11,7 +11,7 @@ from torch import nn
 import condsynth
 from condsynth import checkpoint
 from condsynth.api import load
-from condsynth.config import Config, apply_overrides, default_config, load_config
+from condsynth.config import Config, apply_overrides
 from condsynth.errors import CondsynthError, ConfigError
 from condsynth.losses import vgg19_feature_layers
 from condsynth.methods.spade import (
@@ -21,7 +21,7 @@ from condsynth.methods.spade import (
     latent_grid,
     reparameterize,
 )
-from condsynth.registry import build_method
+from condsynth.registry import build_method, default_config, load_config, parse_config
 
 PRESETS = Path(condsynth.__file__).parent / "presets"
 NUM_CLASSES = 5
@@ -31,9 +31,9 @@ SMALL = ["model.ngf=8", "model.ndf=8", "model.spade_hidden=16", "model.lambda_vg
 def spade_config(*overrides: str, size: int = 32, classes: int = NUM_CLASSES,
                  instance: bool = True) -> Config:
     raw = default_config("spade").to_dict()
-    raw["label"].update(num_classes=classes, use_instance=instance)
+    raw["condition"].update(num_classes=classes, use_instance=instance)
     raw["data"].update(load_size=size, crop_size=size)
-    return Config.from_dict(apply_overrides(raw, SMALL + list(overrides)))
+    return parse_config(apply_overrides(raw, SMALL + list(overrides)))
 
 
 def make_batch(batch: int = 2, height: int = 32, width: int = 32, classes: int = NUM_CLASSES,
@@ -95,9 +95,9 @@ def test_any_size_inference_and_the_official_size():
     method = build_method(spade_config()).eval()          # trained crop 32x32
     for h, w in [(32, 32), (64, 32), (32, 96)]:
         batch = make_batch(1, h, w)
-        assert method.generate(batch["label"], batch["instance"]).shape == (1, 3, h, w)
+        assert method.generate(batch["label"], instance=batch["instance"]).shape == (1, 3, h, w)
     odd = make_batch(1, 40, 40)                            # not a multiple of 32
-    assert method.generate(odd["label"], odd["instance"]).shape == (1, 3, 32, 32)
+    assert method.generate(odd["label"], instance=odd["instance"]).shape == (1, 3, 32, 32)
     assert method.size_multiple() == 32
     assert build_method(spade_config("model.num_upsampling_layers=most",
                                      size=128)).size_multiple() == 128
@@ -106,9 +106,9 @@ def test_any_size_inference_and_the_official_size():
 def test_generator_output_depends_on_the_layout():
     method = build_method(spade_config("model.init_gain=1.0")).eval()
     a, b = make_batch(1, seed=0), make_batch(1, seed=1)
-    out_a = method.generate(a["label"], a["instance"])
-    assert not torch.allclose(out_a, method.generate(b["label"], b["instance"]))
-    assert torch.equal(out_a, method.generate(a["label"], a["instance"]))   # deterministic
+    out_a = method.generate(a["label"], instance=a["instance"])
+    assert not torch.allclose(out_a, method.generate(b["label"], instance=b["instance"]))
+    assert torch.equal(out_a, method.generate(a["label"], instance=a["instance"]))   # deterministic
 
 
 # ------------------------------------------------------------------------------- VAE, style
@@ -136,16 +136,16 @@ def test_multimodal_synthesis_different_z_different_images():
     method = vae_method().eval()
     batch = make_batch(1)
     torch.manual_seed(1)
-    a = method.generate(batch["label"], batch["instance"])
+    a = method.generate(batch["label"], instance=batch["instance"])
     torch.manual_seed(2)
-    b = method.generate(batch["label"], batch["instance"])
+    b = method.generate(batch["label"], instance=batch["instance"])
     assert (a - b).abs().mean() > 1e-3
     z = torch.randn(16)
-    same_1 = method.generate(batch["label"], batch["instance"], z=z)
-    same_2 = method.generate(batch["label"], batch["instance"], z=z[None])
+    same_1 = method.generate(batch["label"], instance=batch["instance"], z=z)
+    same_2 = method.generate(batch["label"], instance=batch["instance"], z=z[None])
     assert torch.equal(same_1, same_2)
     with pytest.raises(CondsynthError, match="z has shape"):
-        method.generate(batch["label"], batch["instance"], z=torch.randn(1, 15))
+        method.generate(batch["label"], instance=batch["instance"], z=torch.randn(1, 15))
 
 
 def test_style_guided_synthesis_uses_the_style_images_mu():
@@ -153,20 +153,20 @@ def test_style_guided_synthesis_uses_the_style_images_mu():
     batch = make_batch(2)
     style = torch.rand(1, 3, 48, 80) * 2 - 1
     mu, _ = method.encode_style(style)
-    by_style = method.generate(batch["label"], batch["instance"], style=style)
-    by_mu = method.generate(batch["label"], batch["instance"], z=mu)
+    by_style = method.generate(batch["label"], instance=batch["instance"], style=style)
+    by_mu = method.generate(batch["label"], instance=batch["instance"], z=mu)
     assert torch.equal(by_style, by_mu)                  # one style image for both layouts
-    other = method.generate(batch["label"], batch["instance"], style=-style)
+    other = method.generate(batch["label"], instance=batch["instance"], style=-style)
     assert (other - by_style).abs().mean() > 1e-4
     # z overrides style
     z = torch.randn(2, 16)
     torch.testing.assert_close(
-        method.generate(batch["label"], batch["instance"], style=style, z=z),
-        method.generate(batch["label"], batch["instance"], z=z))
+        method.generate(batch["label"], instance=batch["instance"], style=style, z=z),
+        method.generate(batch["label"], instance=batch["instance"], z=z))
     # With a temperature, samples scatter around mu.
     method.config.model.style_temperature = 1.0
     torch.manual_seed(3)
-    sampled = method.generate(batch["label"], batch["instance"], style=style)
+    sampled = method.generate(batch["label"], instance=batch["instance"], style=style)
     assert not torch.equal(sampled, by_style)
 
 
@@ -174,7 +174,7 @@ def test_style_and_z_are_refused_without_the_vae():
     method = build_method(spade_config()).eval()
     batch = make_batch(1)
     with pytest.raises(CondsynthError, match="without the VAE"):
-        method.generate(batch["label"], batch["instance"], style=batch["image"])
+        method.generate(batch["label"], instance=batch["instance"], style=batch["image"])
     with pytest.raises(CondsynthError, match="without the VAE"):
         method.encode_style(batch["image"])
 
@@ -328,12 +328,12 @@ def test_bf16_autocast_training_and_channels_last_inference():
         losses = train_step(method, batch)
     assert all(torch.isfinite(v.float()) for v in losses.values())
     method.eval()
-    reference = method.generate(batch["label"], batch["instance"])
+    reference = method.generate(batch["label"], instance=batch["instance"])
     method.to(memory_format=torch.channels_last)
-    fast = method.generate(batch["label"], batch["instance"])
+    fast = method.generate(batch["label"], instance=batch["instance"])
     torch.testing.assert_close(fast, reference, rtol=0, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        low = method.generate(batch["label"], batch["instance"])
+        low = method.generate(batch["label"], instance=batch["instance"])
     assert (low.float() - reference).abs().mean() < 0.05
 
 
@@ -346,7 +346,7 @@ def test_bf16_autocast_training_and_channels_last_inference():
 def test_official_presets_load(name, grid, channels):
     config = load_config(PRESETS / f"{name}.yaml")
     m = config.model
-    assert config.method == "spade" and config.label.input_channels == channels
+    assert config.method == "spade" and config.condition.input_channels == channels
     num_up = {"normal": 5, "more": 6}[m.num_upsampling_layers]
     assert latent_grid(config.data.crop_size, config.data.aspect_ratio, num_up) == grid
     assert (m.ngf, m.ndf, m.norm_g, m.spectral_g, m.gan_mode, m.lambda_vgg) == \

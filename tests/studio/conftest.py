@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from condsynth.config import Config, apply_overrides, default_config
+from condsynth.config import Config, apply_overrides
+from condsynth.registry import default_config, parse_config
 
 SIZE = 32
 # Small networks per method (the shape of tests/tiny.py's entries; spelled out here so that the
@@ -43,8 +44,8 @@ def small_config(method: str, scenes: Path) -> Config:
     raw["train"].update(batch_size=2, max_steps=3, log_every=1, sample_every=100,
                         checkpoint_every=100, num_samples=2, tensorboard=False)
     if method != "autopainter":
-        raw["label"].update(num_classes=11, use_instance=True)
-    return Config.from_dict(apply_overrides(raw, SMALL[method]))
+        raw["condition"].update(num_classes=11, use_instance=True)
+    return parse_config(apply_overrides(raw, SMALL[method]))
 
 
 @pytest.fixture(autouse=True)

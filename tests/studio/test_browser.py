@@ -143,7 +143,8 @@ def reference(run: Path, label: np.ndarray, instance: np.ndarray | None, seed: i
     method = load(run, device="cpu")
     torch.manual_seed(seed)
     instance_t = None if instance is None else torch.from_numpy(instance.astype(np.int64))[None]
-    out = method.generate(torch.from_numpy(label.astype(np.int64))[None], instance_t, **kwargs)
+    out = method.generate(torch.from_numpy(label.astype(np.int64))[None], instance=instance_t,
+                          **kwargs)
     return tensor_to_image(out[0])
 
 
@@ -273,7 +274,7 @@ def test_pix2pixhd_looks_per_class_and_per_object(studio_page, studio_runs):
     label_t = torch.from_numpy(label.astype(np.int64))[None]
     instance_t = torch.from_numpy(instance.astype(np.int64))[None]
     features = method.feature_map(label_t, instance_t, {GRASS: 1}, {TREE * 1000 + 1: 2}, seed=0)
-    expected = tensor_to_image(method.generate(label_t, instance_t, z=features)[0])
+    expected = tensor_to_image(method.generate(label_t, instance=instance_t, z=features)[0])
     assert_close(s.download("#download-result"), expected)
 
 

@@ -110,7 +110,8 @@ def test_generate_equals_a_direct_generate_call(studio, direct, model):
         SIZE, SIZE)
     method = direct[model]
     torch.manual_seed(7)
-    expected = method.generate(torch.from_numpy(label)[None], torch.from_numpy(instance)[None])
+    expected = method.generate(torch.from_numpy(label)[None],
+                               instance=torch.from_numpy(instance)[None])
     assert_close(picture(body), tensor_to_image(expected[0]))
 
 
@@ -133,7 +134,7 @@ def test_style_image_and_chosen_looks_equal_direct_calls(studio, direct):
     status, _, body = call(studio, "/api/generate", request)
     assert status == 200, body
     expected = direct["spade"].generate(torch.from_numpy(label)[None],
-                                        torch.from_numpy(instance)[None],
+                                        instance=torch.from_numpy(instance)[None],
                                         style=image_to_tensor(style)[None])
     assert_close(picture(body), tensor_to_image(expected[0]))
 
@@ -146,7 +147,7 @@ def test_style_image_and_chosen_looks_equal_direct_calls(studio, direct):
     hd = direct["hd"]
     label_t, instance_t = torch.from_numpy(label)[None], torch.from_numpy(instance)[None]
     features = hd.feature_map(label_t, instance_t, looks, instance_looks, seed=7)
-    expected = hd.generate(label_t, instance_t, z=features)
+    expected = hd.generate(label_t, instance=instance_t, z=features)
     assert_close(picture(body), tensor_to_image(expected[0]))
     # A look index the class does not have is the library's own clear error, not a crash.
     request["looks"] = {str(GRASS): 99}

@@ -38,7 +38,7 @@ from condsynth.compat.official import (
     match_in_order,
     read_pix2pixhd_opt,
 )
-from condsynth.config import Config, DataConfig, LabelConfig, TrainConfig
+from condsynth.config import ConditionConfig, Config, DataConfig, TrainConfig
 from condsynth.errors import CheckpointError
 from condsynth.methods.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
 from condsynth.registry import build_method
@@ -111,8 +111,9 @@ def config_from_options(options: dict[str, OptValue], source: str | Path,
     if label_nc == 0 and not no_instance:
         raise CheckpointError(f"{source}: label_nc 0 (an image as input) with instance edges is "
                               "not supported by condsynth's condition encoding.")
-    label = LabelConfig(num_classes=label_nc, use_instance=not no_instance,
-                        source_channels=opt("input_nc") if label_nc == 0 else 3)
+    label = (ConditionConfig(kind="image", image_channels=opt("input_nc"), use_instance=False)
+             if label_nc == 0 else ConditionConfig(num_classes=label_nc,
+                                                   use_instance=not no_instance))
     model = Pix2PixHDConfig(
         ngf=opt("ngf"), n_downsample_global=opt("n_downsample_global"),
         n_blocks_global=opt("n_blocks_global"),
@@ -138,7 +139,7 @@ def config_from_options(options: dict[str, OptValue], source: str | Path,
     train = TrainConfig(batch_size=opt("batchSize"), lr_g=opt("lr", float),
                         lr_d=opt("lr", float), beta1=opt("beta1", float), beta2=0.999,
                         decay_start=niter / (niter + niter_decay) if niter + niter_decay else 0.5)
-    return Config(method="pix2pixhd", model=model, label=label, data=data, train=train)
+    return Config(method="pix2pixhd", model=model, condition=label, data=data, train=train)
 
 
 # ----------------------------------------------------------------------------- official layout

@@ -29,7 +29,7 @@ from condsynth.compat.official import (
     read_spade_opt,
     require_option,
 )
-from condsynth.config import Config, DataConfig, LabelConfig, TrainConfig
+from condsynth.config import ConditionConfig, Config, DataConfig, TrainConfig
 from condsynth.errors import CheckpointError
 from condsynth.methods.spade import GauGAN, SPADEConfig
 from condsynth.registry import build_method
@@ -121,9 +121,9 @@ def spade_config_from_options(options: Mapping[str, OptValue], source: str | Pat
         raise CheckpointError(f"{source}: use_vae with z_dim {model.z_dim}: the official encoder "
                               "always outputs 256 numbers, so such a model cannot have been "
                               "trained. Fix: give the options of the run (z_dim 256).")
-    label = LabelConfig(num_classes=label_nc,
-                        contain_dontcare_label=bool(opt("contain_dontcare_label", bool, False)),
-                        use_instance=not opt("no_instance", bool, False))
+    label = ConditionConfig(num_classes=label_nc,
+                            contain_dontcare_label=bool(opt("contain_dontcare_label", bool, False)),
+                            use_instance=not opt("no_instance", bool, False))
     preprocess = opt("preprocess_mode", str, "resize_and_crop")
     if preprocess not in _PREPROCESS:
         warnings.warn(f"{source}: preprocess_mode {preprocess!r} has no condsynth equivalent; "
@@ -142,7 +142,7 @@ def spade_config_from_options(options: Mapping[str, OptValue], source: str | Pat
                         beta1=float(opt("beta1", (int, float), 0.0 if ttur else 0.5)),
                         beta2=float(opt("beta2", (int, float), 0.9 if ttur else 0.999)),
                         decay_start=niter / (niter + niter_decay) if niter + niter_decay else 1.0)
-    return Config(method="spade", model=model, label=label, data=data, train=train)
+    return Config(method="spade", model=model, condition=label, data=data, train=train)
 
 
 def _modules_with_tensors(state: Mapping[str, Tensor]) -> list[tuple[str, dict[str, Tensor]]]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from condsynth.config import DataConfig, LabelConfig
+from condsynth.config import ConditionConfig, DataConfig
 from condsynth.data.io import load_palette, read_image, read_instance, read_label
 from condsynth.data.labels import check_label_values
 from condsynth.data.layouts import IMAGE_CONDITION_LAYOUTS, Sample, apply_label_shift, discover
@@ -70,7 +70,7 @@ class PairedDataset(torch.utils.data.Dataset):
         seed: with the epoch and the index, fixes every random draw.
     """
 
-    def __init__(self, data: DataConfig, label: LabelConfig, phase: str = "train",
+    def __init__(self, data: DataConfig, label: ConditionConfig, phase: str = "train",
                  train: bool = True, size_multiple: int = 1, seed: int = 0) -> None:
         if not data.root:
             raise ConfigError("data.root is empty. Fix: give the dataset folder (--data DIR).")

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from condsynth.config import LabelConfig
+from condsynth.config import ConditionConfig
 from condsynth.errors import DataError
 
 
@@ -33,7 +33,7 @@ def instance_edges(instance: Tensor) -> Tensor:
     return edge.unsqueeze(1).float()
 
 
-def check_label_values(label: Tensor, spec: LabelConfig, source: str = "label map",
+def check_label_values(label: Tensor, spec: ConditionConfig, source: str = "label map",
                        fix: str | None = None) -> None:
     """Raise a :class:`DataError` naming the bad value when a label is out of range.
 
@@ -52,7 +52,7 @@ def check_label_values(label: Tensor, spec: LabelConfig, source: str = "label ma
         )
 
 
-def one_hot(label: Tensor, spec: LabelConfig) -> Tensor:
+def one_hot(label: Tensor, spec: ConditionConfig) -> Tensor:
     """One-hot encode a (B, H, W) int64 label map into (B, C, H, W) float.
 
     C = num_classes (+1 when ``contain_dontcare_label``). Dont-care pixels get their own channel
@@ -70,34 +70,3 @@ def one_hot(label: Tensor, spec: LabelConfig) -> Tensor:
     if not spec.contain_dontcare_label and bool(dontcare.any()):
         out = out * (~dontcare).unsqueeze(1).float()
     return out
-
-
-def encode_condition(label: Tensor, instance: Tensor | None, spec: LabelConfig,
-                     source: str = "label map") -> Tensor:
-    """The generator's input: one-hot (+ dont-care) (+ instance edges), (B, L, H, W).
-
-    With ``spec.num_classes == 0`` the condition is an image: ``label`` is then a float
-    (B, C, H, W) tensor and is returned unchanged.
-    """
-    if spec.num_classes == 0:
-        if label.dim() != 4 or label.shape[1] != spec.source_channels:
-            raise DataError(f"{source}: expected an image condition of shape (B, "
-                            f"{spec.source_channels}, H, W), found {tuple(label.shape)}")
-        return label.float()
-    if label.dim() != 3:
-        raise DataError(f"{source}: expected a (B, H, W) integer label map, found shape "
-                        f"{tuple(label.shape)}")
-    if label.is_floating_point():
-        raise DataError(f"{source}: expected integer class ids, found dtype {label.dtype}")
-    check_label_values(label, spec, source)
-    channels = [one_hot(label, spec)]
-    if spec.use_instance:
-        if instance is None:
-            raise DataError(f"{source}: this model uses instance maps (label.use_instance) but "
-                            "none was given. Fix: pass an instance map, or train with "
-                            "--no-instance.")
-        if instance.shape != label.shape:
-            raise DataError(f"{source}: instance map shape {tuple(instance.shape)} differs from "
-                            f"the label map's {tuple(label.shape)}")
-        channels.append(instance_edges(instance))
-    return torch.cat(channels, dim=1)

@@ -1,8 +1,2 @@
-"""Built-in methods; importing this package registers them."""
-
-from condsynth.methods import (
-    autopainter,  # noqa: F401
-    pix2pix,  # noqa: F401
-    pix2pixhd,  # noqa: F401
-    spade,  # noqa: F401
-)
+"""Built-in methods, one module each; :mod:`condsynth.registry` imports every module here, and
+each registers its method with ``@register_method``."""

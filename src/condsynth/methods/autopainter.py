@@ -63,7 +63,7 @@ from condsynth.losses import (
     isotropic_total_variation,
     total_variation,
 )
-from condsynth.methods.base import Batch, Method, OptimDefaults, inference
+from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference
 from condsynth.registry import register_method
 
 
@@ -96,20 +96,21 @@ class Autopainter(Method):
     optional (B, 4, H, W) hints → (B, 3, H, W) picture in [-1, 1]."""
 
     optim_defaults = OptimDefaults(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
+    condition_kinds = ("image",)
     config_defaults: ClassVar[dict[str, dict[str, Any]]] = {
-        "label": {"num_classes": 0, "source_channels": 1},
+        "condition": {"kind": "image", "image_channels": 1},
         "data": {"layout": "sketch", "line_extraction": "xdog_random"},
     }
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         cfg: AutopainterConfig = config.model
-        if config.label.num_classes != 0 or config.label.source_channels != 1:
+        if config.condition.image_channels != 1:
             raise ConfigError(
                 "autopainter takes a one-channel sketch as its condition, but the config has "
-                f"label.num_classes {config.label.num_classes} and label.source_channels "
-                f"{config.label.source_channels}. Fix: set label.num_classes=0 and "
-                "label.source_channels=1 (the autopainter presets do).")
+                f"condition.image_channels {config.condition.image_channels}. Fix: set "
+                "condition.kind=image and condition.image_channels=1 (the autopainter presets "
+                "do).")
         for name in ("lambda_adv", "lambda_pix", "lambda_feat", "lambda_tv", "hint_max_strokes"):
             if getattr(cfg, name) < 0:
                 raise ConfigError(f"model.{name} is {getattr(cfg, name)}; it must be >= 0.")
@@ -181,20 +182,24 @@ class Autopainter(Method):
 
     # ----------------------------------------------------------------------------- inference
     @inference
-    def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
-                 z: Tensor | None = None, hints: Tensor | None = None) -> Tensor:
+    def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,
+                 z: Tensor | None = None, style: Tensor | None = None,
+                 instance: Tensor | None = None, hints: Tensor | None = None) -> Tensor:
         """Colour sketches.
 
         Args:
-            label: the sketches, (B, 1, H, W) float in [-1, 1], white paper 1, black lines -1
+            cond: the sketches, (B, 1, H, W) float in [-1, 1], white paper 1, black lines -1
                 (see :mod:`condsynth.data.sketches` to read and clean user drawings).
-            instance, style, z: unused (Auto-painter has no instance maps or style input).
+            batch_size, z, style, instance: unused (Auto-painter has no latent, style input
+                or instance maps).
             hints: (B, 4, H, W) colour hints (RGB in [-1, 1], 0 where none, then a 0/1 mask), or
                 None to colour without hints.
         Returns:
             (B, 3, H, W) pictures in [-1, 1].
         """
-        sketch = label.to(self.device)
+        if cond is None:
+            raise DataError("Auto-painter colours a sketch: pass one (B, 1, H, W)")
+        sketch = cond.to(self.device)
         if sketch.dim() != 4 or sketch.shape[1] != 1 or not sketch.is_floating_point():
             raise DataError(f"expected sketches of shape (B, 1, H, W) in [-1, 1], found "
                             f"{tuple(sketch.shape)} {sketch.dtype}")
@@ -211,3 +216,10 @@ class Autopainter(Method):
             raise DataError("this model was trained without colour hints (model.hints false); "
                             "it cannot use a hint image. Fix: leave the hints out.")
         return self.run_generator(condition, self.config.model.test_time_noise)
+
+    def capabilities(self) -> frozenset[Capability]:
+        cfg: AutopainterConfig = self.config.model
+        extra = {Capability.HINTS} if cfg.hints else set()
+        if cfg.test_time_noise and self.has_dropout():
+            extra.add(Capability.RANDOM_LOOKS)
+        return super().capabilities() | extra

@@ -1,7 +1,12 @@
 """The contract every method fulfils, so that one training loop, the CLI, the studio and the
 metrics can drive any of them.
 
-A training iteration, as ``train.py`` runs it::
+**Training** is a list of *phases* (:class:`Phase`), each stepping one named optimizer
+(:meth:`Method.optimizers`, over :meth:`Method.parameter_groups`) with the loss terms
+:meth:`Method.phase_losses` returns. ``train.train_step`` runs them in order, each as often and
+as many times as it says (n_critic D steps per G step, K_g:K_d ratios, lazy regularization, a
+pre-training phase for the first N steps, G-before-D or D-before-G). A two-player GAN needs
+none of that: it implements the three methods below, and the default phases run::
 
     out = method.forward_generator(batch)            # G(condition) once, with gradients
     d_losses = method.discriminator_step(batch, out) # {"d_real": ..., "d_fake": ...}
@@ -12,34 +17,106 @@ A training iteration, as ``train.py`` runs it::
 The discriminator step sees the fake detached; the generator step sees it with its graph, and the
 discriminator frozen (:meth:`Method.frozen`). Every loss term a step returns is already weighted:
 the trainer adds them up and logs each one.
+
+**Method state**: what a method keeps between steps beyond its networks (history buffers,
+parameter averages, reference batches, the current resolution) lives in persistent buffers
+registered on the method itself (``self.register_buffer``), saved with the networks, so exact
+resume holds with no extra code.
+
+**Inference**: ``generate(cond=None, *, batch_size=None, z=None, style=None, instance=None,
+...)`` returns (B, C, H, W) images in [-1, 1]; :meth:`Method.capabilities` says which inputs
+and controls apply, and the CLI, the studio, the bench and the metrics read it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from condsynth.conditions import condition_of, encode_condition
 from condsynth.config import Config
-from condsynth.data.labels import encode_condition
+from condsynth.errors import CheckpointError, ConfigError
 
 Batch = dict[str, Any]
 
 
+class Capability(StrEnum):
+    """What a trained model can be asked for (:meth:`Method.capabilities`)."""
+
+    UNCONDITIONAL = "unconditional"   # samples from noise alone
+    CLASS = "class"                   # a class to generate
+    ATTRIBUTES = "attributes"         # an attribute vector
+    PAINT = "paint"                   # a label map (+ instance map) to paint
+    SKETCH = "sketch"                 # a line drawing to colour
+    IMAGE = "image"                   # another image to translate
+    STYLE_IMAGE = "style_image"       # the look of a real image (``style=``)
+    RANDOM_LOOKS = "random_looks"     # another seed gives another picture
+    CLUSTER_LOOKS = "cluster_looks"   # chosen looks per class (pix2pixHD's K-means features)
+    HINTS = "hints"                   # colour hint strokes
+    LATENT = "latent"                 # a latent z to sample, walk and do arithmetic in
+
+
+# The capability each condition kind gives (image conditions: 1 channel = a sketch).
+KIND_CAPABILITY: dict[str, Capability] = {
+    "none": Capability.UNCONDITIONAL, "class": Capability.CLASS,
+    "vector": Capability.ATTRIBUTES, "label_map": Capability.PAINT, "image": Capability.IMAGE}
+
+
 @dataclass(frozen=True)
 class OptimDefaults:
-    """A method's optimizer settings as its paper and official code use them."""
+    """A two-player method's optimizer settings as its paper and official code use them."""
 
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One named optimizer over one parameter group."""
+
+    lr: float
+    betas: tuple[float, float] = (0.5, 0.999)   # Adam's; SGD uses betas[0] as its momentum
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    kind: Literal["adam", "sgd"] = "adam"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimizer step of a training iteration: ``method.phase_losses(phase, ...)`` summed,
+    backpropagated, and ``optimizer`` stepped; ``repeats`` times, on the iterations
+    ``start <= step < stop`` with ``step % every == 0``."""
+
+    name: str                 # what phase_losses computes ("discriminator", "generator", ...)
+    optimizer: str            # the parameter group it steps
+    repeats: int = 1          # steps per iteration (n_critic, K_g / K_d)
+    every: int = 1            # lazy regularization: only every k-th iteration
+    start: int = 0            # first iteration (after a pre-training phase)
+    stop: int | None = None   # iteration where it ends (a pre-training phase)
+
+    def active(self, step: int) -> bool:
+        return (step >= self.start and (self.stop is None or step < self.stop)
+                and step % self.every == 0)
+
+
+@dataclass(frozen=True)
+class StepSchedule:
+    """What a method asks of an iteration's data: a batch size and a resolution (None: the
+    configured batch size, the full size). Progressive growing changes both."""
+
+    batch_size: int | None = None
+    resolution: int | None = None
 
 
 def inference(generate: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -48,6 +125,13 @@ def inference(generate: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
     @functools.wraps(generate)
     def wrapper(self: Method, *args: Any, **kwargs: Any) -> Tensor:
+        if len(args) > 1:
+            # The former signature generate(label, instance, style, z) took them by position.
+            warnings.warn("pass instance, style and z to generate() by keyword; by position "
+                          "they are deprecated", DeprecationWarning, stacklevel=2)
+            for name, value in zip(("instance", "style", "z"), args[1:], strict=False):
+                kwargs[name] = value
+            args = args[:1]
         with torch.no_grad(), self.inference_autocast():
             return generate(self, *args, **kwargs).float()
 
@@ -60,10 +144,13 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 class Method(nn.Module):
-    """Base class of a conditional GAN: owns its networks and losses, not the schedule.
+    """Base class of a generative method: owns its networks, losses and phases, not the
+    schedule.
 
-    Subclasses set ``self.generator`` and ``self.discriminator`` (and optionally
-    ``self.encoder``) in ``__init__`` and implement the four methods below.
+    Subclasses set their networks in ``__init__`` (``self.generator``, ``self.discriminator``,
+    optionally ``self.encoder``; names listed in ``network_names``) and implement either the
+    two-player methods (:meth:`forward_generator`, :meth:`discriminator_step`,
+    :meth:`generator_step`) or :meth:`phases` and :meth:`phase_losses`; and :meth:`generate`.
     """
 
     name: ClassVar[str] = ""
@@ -73,23 +160,48 @@ class Method(nn.Module):
     # Networks :meth:`generate` needs (the rest is not loaded for inference).
     inference_networks: ClassVar[tuple[str, ...]] = ("generator",)
     # Settings of the other config sections that ``default_config`` starts from, by section:
-    # {"label": {...}, "data": {...}} (a method conditioned on sketches, not label maps).
+    # {"condition": {...}, "data": {...}} (a method conditioned on sketches, not label maps).
     config_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    # The condition kinds the method takes (checked when it is built).
+    condition_kinds: ClassVar[tuple[str, ...]] = ("label_map", "image")
 
     def __init__(self, config: Config) -> None:
         super().__init__()
         self.config = config
+        kind = config.condition.kind
+        if kind not in self.condition_kinds:
+            raise ConfigError(f"{self.name} takes conditions of kind "
+                              f"{' or '.join(self.condition_kinds)}, not condition.kind={kind}. "
+                              f"Fix: set condition.kind to one of those, or choose a method "
+                              f"made for {kind} conditions.")
 
     # ----------------------------------------------------------------------------- inputs
-    def condition(self, batch: Batch) -> Tensor:
-        """The generator's input for a batch: encoded labels, or the source image."""
-        label = batch["source"] if self.config.label.num_classes == 0 else batch["label"]
-        return encode_condition(label, batch.get("instance"), self.config.label,
-                                source=str(batch.get("path", "label map")))
+    def condition(self, batch: Batch) -> Tensor | None:
+        """The generator's input for a batch: the condition of ``condition.kind``, encoded."""
+        spec = self.config.condition
+        cond = condition_of(batch, spec)
+        return encode_condition(cond, spec, batch.get("instance"),
+                                source=str(batch.get("path", f"{spec.kind} condition")))
+
+    def encode(self, cond: Tensor | None, instance: Tensor | None = None) -> Tensor | None:
+        """:meth:`condition` for ``generate``'s arguments, moved to the method's device."""
+        device = self.device
+        return encode_condition(None if cond is None else cond.to(device), self.config.condition,
+                                None if instance is None else instance.to(device),
+                                source=f"{self.config.condition.kind} condition")
 
     def size_multiple(self) -> int:
         """Input height and width must be multiples of this (the network's down-sampling)."""
         return 1
+
+    def capabilities(self) -> frozenset[Capability]:
+        """What this model can be asked for: by default, what its condition kind gives
+        (a 1-channel image condition is a sketch); methods add their controls."""
+        spec = self.config.condition
+        kind = KIND_CAPABILITY[spec.kind]
+        if kind == Capability.IMAGE and spec.image_channels == 1:
+            kind = Capability.SKETCH
+        return frozenset({kind})
 
     # ----------------------------------------------------------------------------- training
     def forward_generator(self, batch: Batch) -> dict[str, Tensor]:
@@ -105,12 +217,55 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters of the G optimizer (``"generator"``, with the encoder) and of D."""
+        """Trainable parameters by optimizer name: a two-player method's ``"generator"`` (with
+        the encoder) and ``"discriminator"``."""
         groups = {"generator": list(self.generator.parameters()),
                   "discriminator": list(self.discriminator.parameters())}
         if "encoder" in self.network_names:
             groups["generator"] += list(self.encoder.parameters())
         return groups
+
+    def optimizers(self) -> dict[str, OptimizerSpec]:
+        """The default settings of each named optimizer (``train.lr_g``/``lr_d``/``beta1``/
+        ``beta2`` and ``train.optimizers.<name>`` override them)."""
+        d = self.optim_defaults
+        betas = (d.beta1, d.beta2)
+        return {"generator": OptimizerSpec(lr=d.lr_g, betas=betas),
+                "discriminator": OptimizerSpec(lr=d.lr_d, betas=betas)}
+
+    def phases(self) -> list[Phase]:
+        """The steps of one training iteration, in order: by default D, then G against the
+        updated D, each once."""
+        return [Phase("discriminator", "discriminator"), Phase("generator", "generator")]
+
+    def schedule(self, step: int) -> StepSchedule:
+        """The batch size and resolution iteration ``step`` trains at (default: as configured)."""
+        return StepSchedule()
+
+    def phase_losses(self, phase: Phase, batch: Batch, cache: dict[str, Any]) -> dict[str, Tensor]:
+        """The weighted loss terms of ``phase`` for ``batch``. ``cache`` lives for one
+        iteration: the default keeps G's output there, computed once for both players."""
+        if "out" not in cache:
+            cache["out"] = self.forward_generator(batch)
+        if phase.name == "discriminator":
+            return self.discriminator_step(batch, cache["out"])
+        if phase.name == "generator":
+            return self.generator_step(batch, cache["out"])
+        raise ValueError(f"{self.name} has no phase {phase.name!r}")
+
+    def method_state(self) -> dict[str, Tensor]:
+        """The method's own persistent buffers (not its networks'), saved with the networks."""
+        return {name: buffer for name, buffer in self._buffers.items()
+                if buffer is not None and name not in self._non_persistent_buffers_set}
+
+    def load_method_state(self, tensors: dict[str, Tensor]) -> None:
+        """Restore :meth:`method_state`; a buffer may have grown since it was registered (a
+        history that fills up), so it is replaced, not copied into."""
+        for name, tensor in tensors.items():
+            if name not in self._buffers:
+                raise CheckpointError(f"the checkpoint holds method state '{name}' that "
+                                      f"{self.name} does not keep")
+            self._buffers[name] = tensor.to(self._buffers[name].device)
 
     def on_step(self, step: int, max_steps: int) -> None:  # noqa: B027  (optional hook)
         """Called before each training step (staged training, fade-in, ...)."""
@@ -139,7 +294,7 @@ class Method(nn.Module):
 
     def inference_autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context :meth:`generate` runs in (a no-op in fp32)."""
-        from condsynth.train import autocast
+        from condsynth.runtime import autocast
 
         return autocast(self.device, self.inference_precision)
 
@@ -160,17 +315,21 @@ class Method(nn.Module):
         return count
 
     @inference
-    def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
-                 z: Tensor | None = None) -> Tensor:
+    def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,
+                 z: Tensor | None = None, style: Tensor | None = None,
+                 instance: Tensor | None = None) -> Tensor:
         """Synthesize images.
 
         Args:
-            label: (B, H, W) int64 class ids, or (B, C, H, W) float image for image conditions.
-            instance: (B, H, W) int64 instance ids (Cityscapes encoding) when the model uses them.
+            cond: the condition of ``condition.kind``: (B, H, W) int64 label map, (B, C, H, W)
+                image, (B,) int64 classes, (B, A) attributes; None for noise-only models.
+            batch_size: how many samples a noise-only model draws (when neither ``cond`` nor
+                ``z`` fixes it).
+            z: latent code for multimodal and noise-driven methods.
             style: (B, 3, H, W) image in [-1, 1] whose look the output should take.
-            z: latent code for multimodal methods.
+            instance: (B, H, W) int64 instance ids (Cityscapes encoding) when the model uses them.
         Returns:
-            (B, 3, H, W) images in [-1, 1].
+            (B, C, H, W) images in [-1, 1].
         """
         raise NotImplementedError
 
@@ -191,6 +350,11 @@ class Method(nn.Module):
             return self.generator(condition)
         finally:
             self.generator.train(was_training)
+
+    def has_dropout(self) -> bool:
+        """Whether the generator has dropout layers (a shallow U-Net has none), so that
+        test-time noise makes another seed another picture."""
+        return any(isinstance(m, nn.Dropout) for m in unwrap(self.generator).modules())
 
     def networks(self) -> dict[str, nn.Module]:
         """The saved networks by name, unwrapped from any distributed wrapper."""

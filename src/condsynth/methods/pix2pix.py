@@ -19,7 +19,7 @@ from condsynth.layers.init import init_weights
 from condsynth.layers.norms import Norm
 from condsynth.layers.unet import UNetGenerator
 from condsynth.losses import GanMode, d_adversarial_loss, g_adversarial_loss
-from condsynth.methods.base import Batch, Method, OptimDefaults, inference
+from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference
 from condsynth.registry import register_method
 
 
@@ -46,7 +46,7 @@ class Pix2Pix(Method):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         cfg: Pix2PixConfig = config.model
-        in_channels = config.label.input_channels
+        in_channels = config.condition.input_channels
         self.generator = UNetGenerator(in_channels, 3, cfg.ngf, cfg.num_downs, cfg.norm,
                                        cfg.dropout)
         self.discriminator = PatchDiscriminator(
@@ -81,9 +81,12 @@ class Pix2Pix(Method):
                 "g_l1": cfg.lambda_l1 * F.l1_loss(out["fake"], batch["image"])}
 
     @inference
-    def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
-                 z: Tensor | None = None) -> Tensor:
-        key = "source" if self.config.label.num_classes == 0 else "label"
-        condition = self.condition({key: label.to(self.device), "instance":
-                                    None if instance is None else instance.to(self.device)})
-        return self.run_generator(condition, self.config.model.test_time_noise)
+    def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,
+                 z: Tensor | None = None, style: Tensor | None = None,
+                 instance: Tensor | None = None) -> Tensor:
+        return self.run_generator(self.encode(cond, instance), self.config.model.test_time_noise)
+
+    def capabilities(self) -> frozenset[Capability]:
+        # Test-time dropout makes another seed another picture.
+        noisy = self.config.model.test_time_noise and self.has_dropout()
+        return super().capabilities() | ({Capability.RANDOM_LOOKS} if noisy else set())

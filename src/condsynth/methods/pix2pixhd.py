@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from condsynth.conditions import batch_key, condition_of
 from condsynth.config import Config
 from condsynth.discriminators import MultiscaleDiscriminator
 from condsynth.errors import CheckpointError, CondsynthError, ConfigError, DataError
@@ -46,7 +47,7 @@ from condsynth.losses import (
     feature_matching_loss,
     g_adversarial_loss,
 )
-from condsynth.methods.base import Batch, Method, OptimDefaults, inference
+from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference
 from condsynth.registry import register_method
 
 __all__ = ["Pix2PixHDConfig", "Pix2PixHD", "GlobalGenerator", "LocalEnhancer",
@@ -403,7 +404,7 @@ class Pix2PixHD(Method):
         super().__init__(config)
         cfg: Pix2PixHDConfig = config.model
         _validate(config)
-        label_channels = config.label.input_channels
+        label_channels = config.condition.input_channels
         self.uses_features = cfg.instance_feat or cfg.label_feat
         if self.uses_features:
             # The encoder is trained with G and needed at inference to encode style images.
@@ -455,7 +456,7 @@ class Pix2PixHD(Method):
         return instance
 
     def _condition(self, label: Tensor, instance: Tensor | None, source: str) -> Tensor:
-        key = "source" if self.config.label.num_classes == 0 else "label"
+        key = batch_key(self.config.condition)
         condition = self.condition({key: label, "instance": instance, "path": source})
         self._check_size(condition.shape[-2], condition.shape[-1], source)
         return condition
@@ -463,7 +464,7 @@ class Pix2PixHD(Method):
     # ----------------------------------------------------------------------------- training
     def forward_generator(self, batch: Batch) -> dict[str, Tensor]:
         source = str(batch.get("path", "batch"))
-        label = batch["source"] if self.config.label.num_classes == 0 else batch["label"]
+        label = condition_of(batch, self.config.condition)
         condition = self._condition(label, batch.get("instance"), source)   # (B, L, H, W)
         out = {"condition": condition}
         g_input = condition
@@ -558,9 +559,10 @@ class Pix2PixHD(Method):
 
     # ----------------------------------------------------------------------------- inference
     @inference
-    def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
-                 z: Tensor | None = None) -> Tensor:
-        """Synthesize images (see :meth:`Method.generate`).
+    def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,
+                 z: Tensor | None = None, style: Tensor | None = None,
+                 instance: Tensor | None = None) -> Tensor:
+        """Synthesize images (see :meth:`Method.generate`; ``cond`` is the label map).
 
         With an encoder the look comes from, in this order: ``z``, a ready (B, feat_num, H, W)
         feature map (e.g. from :meth:`feature_map`); ``style``, a (B, 3, H, W) image in
@@ -569,7 +571,7 @@ class Pix2PixHD(Method):
         a warning, while the run has none).
         """
         device = self.device
-        label = label.to(device)
+        label = cond.to(device)
         instance = None if instance is None else instance.to(device)
         condition = self._condition(label, instance, "label map")
         if self.encoder is None:
@@ -603,6 +605,14 @@ class Pix2PixHD(Method):
             features = condition.new_zeros(condition.shape[0], self.config.model.feat_num,
                                            *condition.shape[2:])
         return self.generator(torch.cat([condition, features], 1))
+
+    def capabilities(self) -> frozenset[Capability]:
+        extra = set()
+        if self.uses_features:
+            extra.add(Capability.STYLE_IMAGE)          # the instance features of a real image
+        if self._centres:
+            extra |= {Capability.CLUSTER_LOOKS, Capability.RANDOM_LOOKS}
+        return super().capabilities() | extra
 
     def cluster_centres(self) -> dict[int, np.ndarray]:
         """The looks on offer: ``{class id: (K, feat_num) centres}`` from :func:`compute_features`
@@ -711,10 +721,10 @@ def _validate(config: Config) -> None:
         (cfg.num_d >= 1 and cfg.n_layers_d >= 1, "model.num_d and model.n_layers_d must be >= 1"),
         (cfg.ngf >= 1 and cfg.ndf >= 1 and cfg.nef >= 1, "model widths must be >= 1"),
         (cfg.feat_num >= 1 and cfg.n_clusters >= 1, "model.feat_num and n_clusters must be >= 1"),
-        (not cfg.instance_feat or cfg.label_feat or config.label.use_instance,
+        (not cfg.instance_feat or cfg.label_feat or config.condition.use_instance,
          "model.instance_feat pools the encoder features over instances and needs instance "
          "maps: set label.use_instance: true (or use model.label_feat)"),
-        (not cfg.label_feat or config.label.num_classes != 0,
+        (not cfg.label_feat or config.condition.num_classes != 0,
          "model.label_feat pools the encoder features over classes and needs label maps "
          "(label.num_classes > 0)"),
     ]
@@ -759,9 +769,9 @@ def init_from_global(method: Pix2PixHD, global_run_dir: str | Path) -> list[str]
               "n_blocks_global": cfg.n_blocks_global, "norm": cfg.norm}
     mismatch = [(name, getattr(scfg, name), value) for name, value in needed.items()
                 if getattr(scfg, name) != value]
-    if source.label.input_channels != method.config.label.input_channels:
-        mismatch.append(("label input channels", source.label.input_channels,
-                         method.config.label.input_channels))
+    if source.condition.input_channels != method.config.condition.input_channels:
+        mismatch.append(("label input channels", source.condition.input_channels,
+                         method.config.condition.input_channels))
     if method.uses_features != (scfg.instance_feat or scfg.label_feat) or (
             method.uses_features and scfg.feat_num != cfg.feat_num):
         mismatch.append(("encoded features", scfg.feat_num if scfg.instance_feat else 0,
@@ -771,7 +781,7 @@ def init_from_global(method: Pix2PixHD, global_run_dir: str | Path) -> list[str]
         raise CheckpointError(f"{run} does not fit as G1 of this run: {shown}. Fix: train the "
                               f"global run with ngf = model.ngf * 2**n_local_enhancers = "
                               f"{wanted} and the same labels and depths.")
-    in_channels = source.label.input_channels + (scfg.feat_num if method.uses_features else 0)
+    in_channels = source.condition.input_channels + (scfg.feat_num if method.uses_features else 0)
     full = GlobalGenerator(in_channels, 3, scfg.ngf, scfg.n_downsample_global,
                            scfg.n_blocks_global, scfg.norm)
     checkpoint.load_network(run, "generator", full)
@@ -779,7 +789,7 @@ def init_from_global(method: Pix2PixHD, global_run_dir: str | Path) -> list[str]
     generator.global_generator.load_state_dict(state, strict=True)
     copied = ["generator.global_generator"]
 
-    theirs = MultiscaleDiscriminator(source.label.input_channels + 3, scfg.num_d, scfg.ndf,
+    theirs = MultiscaleDiscriminator(source.condition.input_channels + 3, scfg.num_d, scfg.ndf,
                                      scfg.n_layers_d, scfg.norm, normed_conv_bias=True, padding=2)
     if checkpoint.has_network(run, "discriminator"):
         checkpoint.load_network(run, "discriminator", theirs)
@@ -883,5 +893,5 @@ def _training_items(method: Pix2PixHD, root: Path) -> Iterable[dict[str, Any]]:
 
     config = method.config
     data = replace(config.data, root=str(root))
-    return PairedDataset(data, config.label, phase="train", train=False,
+    return PairedDataset(data, config.condition, phase="train", train=False,
                          size_multiple=method.size_multiple(), seed=0)

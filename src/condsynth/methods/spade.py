@@ -49,7 +49,7 @@ from condsynth.losses import (
     g_adversarial_loss,
     kl_divergence,
 )
-from condsynth.methods.base import Batch, Method, OptimDefaults, inference
+from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference
 from condsynth.registry import register_method
 
 UpsamplingLayers = Literal["normal", "more", "most"]
@@ -285,7 +285,7 @@ class GauGAN(Method):
         if cfg.n_layers_d < 2:
             raise ConfigError(f"model.n_layers_d is {cfg.n_layers_d}; SPADE's discriminator "
                               "needs at least 2 (4 is the official default)")
-        label_channels = config.label.input_channels
+        label_channels = config.condition.input_channels
         num_up = NUM_UPSAMPLINGS[cfg.num_upsampling_layers]
         base_grid = latent_grid(config.data.crop_size, config.data.aspect_ratio, num_up)
         self.generator = SPADEGenerator(
@@ -380,9 +380,10 @@ class GauGAN(Method):
             self.encoder.train(was_training)
 
     @inference
-    def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
-                 z: Tensor | None = None) -> Tensor:
-        """Synthesize (B, 3, H, W) images in [-1, 1] from (B, H, W) label maps.
+    def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,
+                 z: Tensor | None = None, style: Tensor | None = None,
+                 instance: Tensor | None = None) -> Tensor:
+        """Synthesize (B, 3, H, W) images in [-1, 1] from (B, H, W) label maps ``cond``.
 
         Without the VAE the output is a function of the layout alone. With it:
 
@@ -397,9 +398,7 @@ class GauGAN(Method):
         :meth:`size_multiple`). Networks run in eval mode and are returned to their mode after.
         """
         cfg: SPADEConfig = self.config.model
-        key = "source" if self.config.label.num_classes == 0 else "label"
-        condition = self.condition({key: label.to(self.device), "instance":
-                                    None if instance is None else instance.to(self.device)})
+        condition = self.encode(cond, instance)
         batch = condition.shape[0]
         if not cfg.use_vae and (style is not None or z is not None):
             raise CondsynthError(self._no_encoder_message("a style image or z"))
@@ -428,6 +427,10 @@ class GauGAN(Method):
             return self.generator(condition, z)
         finally:
             self.generator.train(was_training)
+
+    def capabilities(self) -> frozenset[Capability]:
+        vae = {Capability.STYLE_IMAGE, Capability.RANDOM_LOOKS, Capability.LATENT}
+        return super().capabilities() | (vae if self.config.model.use_vae else set())
 
     @staticmethod
     def _no_encoder_message(what: str) -> str:

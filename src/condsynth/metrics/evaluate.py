@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from condsynth.conditions import condition_of
 from condsynth.data.io import read_image
 from condsynth.data.layouts import IMAGE_SUFFIXES
 from condsynth.errors import CondsynthError, DataError
@@ -333,8 +334,8 @@ def evaluate_folders(real_dir: str | Path, fake_dir: str | Path, out_dir: str | 
     """Score generated images in ``fake_dir`` against real ones in ``real_dir``; with
     ``labels_dir`` (label maps paired with the generated images by stem) and a segmenter,
     also mIoU. Writes ``eval.json`` and ``eval.html`` into ``out_dir``; returns the results."""
-    from condsynth.api import resolve_device
     from condsynth.metrics.report import write_report
+    from condsynth.runtime import resolve_device
 
     options.check()
     began = time.perf_counter()
@@ -469,7 +470,7 @@ def synthesize_split(method: Any, run_dir: str | Path, data_dir: str | Path,
                         for k, v in batch.items()}
                 save_png(tensor_to_image(fake[i]), out_dir / "fake" / f"{stem}.png")
                 save_png(tensor_to_image(batch["image"][i]), out_dir / "real" / f"{stem}.png")
-                save_png(condition_picture(item, config.label),
+                save_png(condition_picture(item, config.condition),
                          out_dir / "labels" / f"{stem}.png")
             index += fake.shape[0]
         manifest_path.write_text(json.dumps({"fingerprint": fingerprint, "count": index}))
@@ -493,8 +494,9 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, options: EvalOptions
     Returns:
         The results, as written to ``eval.json``.
     """
-    from condsynth.api import load, resolve_device
+    from condsynth.api import load
     from condsynth.metrics.report import write_report
+    from condsynth.runtime import resolve_device
 
     options.check()
     began = time.perf_counter()
@@ -514,13 +516,14 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, options: EvalOptions
     if "swd" in options.metrics:
         swd_metric(real, fake, options, results)
     if "miou" in options.metrics:
-        if config.label.num_classes == 0:
-            raise CondsynthError("miou needs label maps; this run is conditioned on images")
+        if config.condition.kind != "label_map":
+            raise CondsynthError(f"miou needs label maps; this run is conditioned on a "
+                                 f"{config.condition.kind}")
         segmenter = load_segmenter(options.segmenter, device, options.segmenter_input)
         segmentation_metric(
             _run_label_batches(made.dataset, fake, options.batch_size), segmenter,
-            config.label.num_classes, config.label.dontcare_label,
-            list(config.label.class_names), results, options.progress,
+            config.condition.num_classes, config.condition.dontcare_label,
+            list(config.condition.class_names), results, options.progress,
             total=-(-len(made.dataset) // options.batch_size))
     if "msssim" in options.metrics:
         results["metrics"]["msssim"] = _diversity(method, made.dataset, device, options,
@@ -542,10 +545,13 @@ def _eval_data_config(config: Any, data_dir: str | Path, max_images: int | None)
 
 def _eval_dataset(data_config: Any, config: Any, phase: str, size_multiple: int,
                   seed: int) -> Any:
-    from condsynth.data.dataset import PairedDataset
+    import dataclasses
 
-    return PairedDataset(data_config, config.label, phase, train=False,
-                         size_multiple=size_multiple, seed=seed)
+    from condsynth.data.factory import open_dataset
+
+    config = dataclasses.replace(config, data=data_config,
+                                 train=dataclasses.replace(config.train, seed=seed))
+    return open_dataset(config, phase, train=False, size_multiple=size_multiple)
 
 
 def _item_batches(dataset: Any, batch_size: int) -> Iterator[dict[str, Any]]:
@@ -571,9 +577,9 @@ def _item_batches(dataset: Any, batch_size: int) -> Iterator[dict[str, Any]]:
 
 
 def _generate(method: Any, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
-    condition = batch["label"] if "label" in batch else batch["source"]
+    condition = condition_of(batch, method.config.condition)
     instance = batch.get("instance")
-    return method.generate(condition.to(device),
+    return method.generate(None if condition is None else condition.to(device),
                            instance=instance.to(device) if instance is not None else None)
 
 

@@ -341,8 +341,7 @@ def train_segmenter(data_root: str | Path, out_dir: str | Path, steps: int = 200
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
-    from condsynth.api import resolve_device
-    from condsynth.config import DataConfig, LabelConfig
+    from condsynth.config import ConditionConfig, DataConfig
     from condsynth.data.dataset import PairedDataset
     from condsynth.data.layouts import (
         available_phases,
@@ -350,6 +349,7 @@ def train_segmenter(data_root: str | Path, out_dir: str | Path, steps: int = 200
         read_classes,
         resolve_layout,
     )
+    from condsynth.runtime import resolve_device
 
     torch.manual_seed(seed)
     target = resolve_device(device)
@@ -357,7 +357,7 @@ def train_segmenter(data_root: str | Path, out_dir: str | Path, steps: int = 200
     if layout in ("aligned", "sketch"):
         raise DataError(f"{data_root}: a segmenter learns from label maps, and the {layout} "
                         "layout has none.")
-    label = LabelConfig(num_classes=detect_num_classes(data_root, layout))
+    label = ConditionConfig(num_classes=detect_num_classes(data_root, layout))
     classes = read_classes(data_root)
     if classes:
         label.class_names = classes[0]

@@ -41,7 +41,6 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
-import inspect
 import io
 import ipaddress
 import json
@@ -64,12 +63,13 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from condsynth.api import load
+from condsynth.conditions import describe_condition
 from condsynth.data.dataset import image_to_tensor, tensor_to_image
 from condsynth.data.labels import check_label_values
 from condsynth.data.procedural import CLASS_COLOURS, CLASS_NAMES, THING_CLASSES
 from condsynth.data.sketches import hints_from_array, normalize_sketch, sketch_to_tensor
 from condsynth.errors import CondsynthError
-from condsynth.methods.base import Method
+from condsynth.methods.base import Capability, Method
 from condsynth.pages import default_colours
 from condsynth.synthesize import resize_map, valid_size
 
@@ -266,48 +266,42 @@ class StudioModel:
         self.run_dir = Path(run_dir)
         self.method = method
         config = method.config
-        spec = config.label
-        if spec.num_classes:
+        spec = config.condition
+        capabilities = method.capabilities()
+        if Capability.PAINT in capabilities:
             self.mode = "paint"
-        elif spec.source_channels == 1:
+        elif Capability.SKETCH in capabilities:
             self.mode = "sketch"
         else:
             raise CondsynthError(
-                f"{run_dir}: this {config.method} run is conditioned on a {spec.source_channels}"
-                "-channel image, which the studio cannot paint (it paints label maps and line "
-                "sketches). Fix: use `condsynth synthesize` for it.")
+                f"{run_dir}: this {config.method} run is conditioned on a "
+                f"{describe_condition(spec)}, which the studio cannot take (it paints label "
+                "maps and line sketches). Fix: use `condsynth synthesize` for it.")
         multiple = method.size_multiple()
         self.width = valid_size(config.data.crop_size, multiple)
         self.height = valid_size(round(config.data.crop_size / config.data.aspect_ratio),
                                  multiple)
         self.classes = class_table(spec) if self.mode == "paint" else []
         self.things = frozenset(c["id"] for c in self.classes if c["thing"])
-        model = config.model
-        # Which controls apply, read from the run's public config and the method's public API.
-        self.hints = (self.mode == "sketch" and bool(getattr(model, "hints", False))
-                      and "hints" in inspect.signature(method.generate).parameters)
-        self.style_image = self.mode == "paint" and bool(
-            getattr(model, "use_vae", False) or getattr(model, "instance_feat", False)
-            or getattr(model, "label_feat", False))
-        centres = method.cluster_centres() if hasattr(method, "cluster_centres") else {}
+        # Which controls apply: what the method declares it can do.
+        self.hints = Capability.HINTS in capabilities
+        self.style_image = self.mode == "paint" and Capability.STYLE_IMAGE in capabilities
+        centres = (method.cluster_centres() if Capability.CLUSTER_LOOKS in capabilities
+                   else {})
         self.clusters = {int(c): len(v) for c, v in centres.items() if len(v)}
-        # Whether another seed gives another picture ("another look"): test-time dropout
-        # (when the network has dropout at all: a shallow U-Net has none), SPADE's z,
-        # pix2pixHD's random looks.
-        dropout = any(isinstance(m, torch.nn.Dropout) for m in method.modules())
-        self.random = bool((getattr(model, "test_time_noise", False) and dropout)
-                           or getattr(model, "use_vae", False) or self.clusters)
+        # Whether another seed gives another picture ("another look").
+        self.random = Capability.RANDOM_LOOKS in capabilities
         self.lock = threading.Lock()
         self._thumbnails: list[dict[str, Any]] | None = None
 
     @property
     def label_dtype(self) -> str:
-        spec = self.method.config.label
+        spec = self.method.config.condition
         return "uint8" if max(spec.num_classes or 0, spec.dontcare_label) < 256 else "uint16"
 
     def describe(self) -> dict[str, Any]:
         """What the page needs to know about this model."""
-        spec = self.method.config.label
+        spec = self.method.config.condition
         eraser = spec.dontcare_label if spec.contain_dontcare_label else 0
         return {
             "id": self.id, "run": str(self.run_dir), "method": self.method.config.method,
@@ -323,7 +317,7 @@ class StudioModel:
     # ----------------------------------------------------------------------------- checks
     def check_label(self, label: np.ndarray, source: str) -> None:
         """Refuse class ids the model does not know (422 with the model's classes)."""
-        spec = self.method.config.label
+        spec = self.method.config.condition
         names = ", ".join(f"{c['id']} {c['name']}" for c in self.classes)
         try:
             check_label_values(torch.from_numpy(label)[None], spec, source,
@@ -763,7 +757,7 @@ class StudioHandler(BaseHTTPRequestHandler):
             label = decode_array(request.get("label"), "label", h, w, ("uint8", "uint16"))
             model.check_label(label, "the layout")
             instance = None
-            if model.method.config.label.use_instance:
+            if model.method.config.condition.use_instance:
                 raw = request.get("instance")
                 instance = (derive_instances(label, model.things) if raw is None
                             else decode_array(raw, "instance", h, w, ("int32",)))
