@@ -65,11 +65,14 @@ class ConditionConfig:
 
 @dataclass
 class DataConfig:
-    """Where the pairs are and how they are resized, cropped and flipped."""
+    """Where the data is and how it is resized, cropped and flipped."""
 
     root: str = ""                   # dataset folder
     layout: Literal["auto", "pix2pixhd", "spade_custom", "cityscapes", "ade20k", "coco_stuff",
-                    "aligned", "sketch", "sketch_pairs"] = "auto"
+                    "aligned", "sketch", "sketch_pairs",
+                    # sources of the GAN toolbox (condsynth.data.sources)
+                    "image_folder", "class_folders", "attributes_csv", "celeba", "unpaired",
+                    "idx"] = "auto"
     load_size: int = 256             # resize target before cropping (width for scale_width)
     crop_size: int = 256             # training crop (width)
     aspect_ratio: float = 1.0        # crop width / crop height
@@ -83,6 +86,13 @@ class DataConfig:
     line_extraction: Literal["none", "xdog", "xdog_random"] = "none"  # sketch layout: give each
                                      # image its XDoG line drawing as `source` (1, H, W);
                                      # xdog_random draws the XDoG parameters per training item
+    channels: int = 3                # image channels of the sources: 1 greyscale, 3 RGB
+    attributes: list[str] = field(default_factory=list)  # attribute tables: keep only these
+                                     # columns, in this order; empty = all
+    labeled_per_class: int | None = None  # semi-supervised: keep this many labels per class
+                                     # (seeded, stratified), the rest become class -1
+    idx_prefix: str | None = None    # IDX files: which set of a folder holding several, e.g.
+                                     # "emnist-letters"; None = the only one there
 
 
 Precision = Literal["fp32", "bf16", "fp16"]

@@ -6,6 +6,7 @@ label and image are still aligned after a transform by looking at the colours.
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,25 @@ def write(path: Path, arr: np.ndarray, **save_args) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path, **save_args)
     return path
+
+
+def write_idx(path: Path, values: np.ndarray, compress: bool = False) -> Path:
+    """Save an array in the IDX format (big-endian header and values), gzipped if asked."""
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D}
+    big = values.astype(values.dtype.newbyteorder(">"))
+    raw = (bytes([0, 0, codes[values.dtype], values.ndim])
+           + np.array(values.shape, ">u4").tobytes() + big.tobytes())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    return path
+
+
+def flat_image(class_id: int, size_hw: tuple[int, int] = (HEIGHT, WIDTH)) -> np.ndarray:
+    """An (H, W, 3) image of one colour, ``COLOURS[class_id]``, with a black left column so
+    that a flip shows."""
+    image = np.broadcast_to(COLOURS[class_id % len(COLOURS)], (*size_hw, 3)).copy()
+    image[:, 0] = 0
+    return image
 
 
 class Builder:
@@ -130,3 +150,78 @@ class Builder:
             sub = root / ("a" if i % 2 else "b")
             write(sub / f"{i}.png", colour_image(label_map(i, (20, 20))))
         return root
+
+    # ----------------------------------------------------------------- single-image sources
+
+    def image_folder(self, name: str = "faces", count: int = 3) -> Path:
+        root = self.tmp / name
+        for i in range(count):
+            write(root / f"{i}.png", flat_image(i + 1))
+        return root
+
+    def class_folders(self, name: str = "classes", counts=(2, 3, 1),
+                      phases: tuple[str, ...] | None = None) -> Path:
+        """Class ``k`` is folder ``c{k}`` with ``counts[k]`` images of colour ``k + 1``; with
+        ``phases``, every split folder holds the classes."""
+        root = self.tmp / name
+        for base in [root / p for p in phases] if phases else [root]:
+            for k, count in enumerate(counts):
+                for i in range(count):
+                    write(base / f"c{k}" / f"{i}.png", flat_image(k + 1))
+        return root
+
+    def attributes_csv(self, name: str = "attrs", rows=None) -> Path:
+        """Images ``0.png``... with attributes ``smile`` (±1), ``glasses`` (0/1), ``age``."""
+        root = self.tmp / name
+        rows = rows or [(1, 0, 0.25), (-1, 1, 0.5), (1, 1, 0.75)]
+        lines = ["file,smile,glasses,age"]
+        for i, values in enumerate(rows):
+            write(root / f"{i}.png", flat_image(i + 1))
+            lines.append(",".join([f"{i}.png", *map(str, values)]))
+        (root / "attributes.csv").write_text("\n".join(lines) + "\n")
+        return root
+
+    def celeba(self, name: str = "celeba", splits=(0, 0, 0, 1, 2, 2),
+               names=("Smiling", "Eyeglasses", "Male")) -> Path:
+        """A tiny CelebA release: image ``i`` has attribute ``j`` +1 when ``(i + j) % 2 == 0``."""
+        root = self.tmp / name
+        files = [f"{i + 1:06d}.jpg" for i in range(len(splits))]
+        rows = [str(len(files)), " ".join(names)]
+        for i, file in enumerate(files):
+            write(root / "img_align_celeba" / file, flat_image(i + 1), quality=95)
+            values = [" 1" if (i + j) % 2 == 0 else "-1" for j in range(len(names))]
+            rows.append(f"{file} " + " ".join(values))
+        (root / "list_attr_celeba.txt").write_text("\n".join(rows) + "\n")
+        (root / "list_eval_partition.txt").write_text(
+            "".join(f"{f} {s}\n" for f, s in zip(files, splits, strict=True)))
+        return root
+
+    def unpaired(self, name: str = "refine", a_counts=(2, 2), b_count: int = 5) -> Path:
+        """``A/c<k>/`` class folders (colour ``k + 1``) and ``B/`` flat images (colour 7)."""
+        root = self.tmp / name
+        self.class_folders(f"{name}/A", a_counts)
+        for i in range(b_count):
+            write(root / "B" / f"real{i}.png", flat_image(7))
+        return root
+
+    def idx(self, name: str = "mnist", count: int = 12, prefix: str = "", compress: bool = True,
+            size_hw: tuple[int, int] = (6, 4), num_classes: int = 3) -> Path:
+        """Train and test IDX files: image ``i`` is :func:`idx_image` (its orientation shows;
+        EMNIST files store it transposed, as the release does), label ``i % num_classes``."""
+        root = self.tmp / name
+        start = f"{prefix}-" if prefix else ""
+        suffix = ".gz" if compress else ""
+        for split, n in (("train", count), ("test" if prefix else "t10k", count // 2)):
+            images = np.stack([idx_image(i, size_hw) for i in range(n)])
+            if prefix.startswith("emnist"):
+                images = images.transpose(0, 2, 1)
+            labels = (np.arange(n) % num_classes).astype(np.uint8)
+            write_idx(root / f"{start}{split}-images-idx3-ubyte{suffix}", images, compress)
+            write_idx(root / f"{start}{split}-labels-idx1-ubyte{suffix}", labels, compress)
+        return root
+
+
+def idx_image(i: int, size_hw: tuple[int, int] = (6, 4)) -> np.ndarray:
+    """The (H, W) uint8 image ``i`` of :meth:`Builder.idx`, as the reader must return it."""
+    height, width = size_hw
+    return ((np.arange(height * width).reshape(height, width) * 10 + i) % 256).astype(np.uint8)

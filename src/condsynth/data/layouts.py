@@ -20,6 +20,11 @@ Supported layouts (``DataConfig.layout``):
                 stem, as ``condsynth data sketches`` writes them
 ==============  ==============================================================================
 
+The sources of the GAN toolbox (:data:`SOURCE_LAYOUTS`: ``image_folder``, ``class_folders``,
+``attributes_csv``, ``celeba``, ``unpaired``, ``idx``) are single images with an optional class
+or attribute vector, not pairs; :mod:`condsynth.data.sources` describes and reads them, and
+:func:`resolve_layout` detects them.
+
 ``auto`` detects the layout from the folders present.
 """
 
@@ -33,19 +38,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from condsynth.data.idx import find_idx_sets
 from condsynth.data.io import read_label
 from condsynth.errors import DataError
 
-__all__ = ["Sample", "Discovery", "LAYOUTS", "LAYOUT_DEFAULTS", "IMAGE_SUFFIXES",
-           "IMAGE_CONDITION_LAYOUTS", "discover",
-           "scan", "resolve_layout", "available_phases", "apply_label_shift", "read_classes",
-           "detect_num_classes"]
+__all__ = ["Sample", "Discovery", "LAYOUTS", "SOURCE_LAYOUTS", "LAYOUT_DEFAULTS",
+           "IMAGE_SUFFIXES", "IMAGE_CONDITION_LAYOUTS", "ATTRIBUTES_CSV", "LABELS_JSON",
+           "discover", "scan", "resolve_layout", "available_phases", "apply_label_shift",
+           "read_classes", "detect_num_classes", "celeba_file", "split_bases",
+           "list_images"]
 
 LAYOUTS = ("pix2pixhd", "spade_custom", "cityscapes", "ade20k", "coco_stuff", "aligned", "sketch",
            "sketch_pairs")
 # Layouts whose condition is an image (A|B halves, a sketch), not a label map.
 IMAGE_CONDITION_LAYOUTS = ("aligned", "sketch", "sketch_pairs")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# Single-image sources (condsynth.data.sources), detected here but read there.
+SOURCE_LAYOUTS = ("image_folder", "class_folders", "attributes_csv", "celeba", "unpaired", "idx")
+ATTRIBUTES_CSV = "attributes.csv"    # attribute table of an attributes_csv folder
+LABELS_JSON = "dataset.json"         # class labels of a class_folders folder, instead of folders
+SPLITS = ("train", "val", "test")
 
 # What the official releases assume about each benchmark. ADE20K stores 0 = "other" and classes
 # 1..150; SPADE shifts every id down by one so that "other" becomes the dont-care value.
@@ -113,6 +125,10 @@ def scan(root: str | Path, layout: str = "auto", phase: str = "train",
     found = Discovery(layout=layout, phase=phase)
     try:
         found.layout = resolve_layout(root, layout, phase)
+        if found.layout in SOURCE_LAYOUTS:
+            raise DataError(f"{root}: the {found.layout} layout holds single images, not pairs. "
+                            "Fix: train a method that reads it (condsynth.data.sources), or "
+                            "set --layout to a paired layout.")
         finder = _FINDERS[found.layout]
         finder(root, phase, found, use_instance, require_images)
     except DataError as err:
@@ -131,9 +147,9 @@ def resolve_layout(root: str | Path, layout: str = "auto", phase: str = "train")
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found. Fix: check data.root / --data.")
     if layout != "auto":
-        if layout not in LAYOUTS:
+        if layout not in LAYOUTS + SOURCE_LAYOUTS:
             raise DataError(f"unknown dataset layout '{layout}'. Fix: use one of "
-                            f"auto, {', '.join(LAYOUTS)}.")
+                            f"auto, {', '.join(LAYOUTS + SOURCE_LAYOUTS)}.")
         if layout == "sketch" and _has_sketch_pairs(root):
             # Read recursively as plain images, a pairs folder would mix sketches into the
             # colour images; its sketches are what the user means.
@@ -152,8 +168,11 @@ def resolve_layout(root: str | Path, layout: str = "auto", phase: str = "train")
         has_val = (root / "val_label").is_dir() or (root / "val_img").is_dir()
         has_test = (root / "test_label").is_dir() or (root / "test_img").is_dir()
         return "coco_stuff" if has_val and not has_test else "pix2pixhd"
+    source = _detect_source(root, phase)
+    if source is not None:
+        return source
     folder = root / phase if (root / phase).is_dir() else root
-    images = _list_images(folder)
+    images = list_images(folder)
     if images:
         # A plain folder is A|B pairs only if its pictures are two squares side by side; any
         # other folder of images is ambiguous, so ask rather than guess.
@@ -167,14 +186,16 @@ def resolve_layout(root: str | Path, layout: str = "auto", phase: str = "train")
         raise DataError(f"{root}: found a plain folder of images ({images[0].name} is "
                         f"{width}x{height}, not an A|B pair of squares). Fix: set the layout "
                         "explicitly: --layout sketch for images alone, --layout aligned for "
-                        "pix2pix A|B pairs.")
+                        "pix2pix A|B pairs, --layout image_folder for unconditional GANs.")
     raise DataError(
         f"{root}: could not detect the dataset layout. Looked for: gtFine/ + leftImg8bit/ "
         "(cityscapes), ADEChallengeData2016/ (ade20k), label_dir/ + image_dir/ (spade_custom), "
         f"{phase}_label/ + {phase}_img/ (pix2pixhd), train_label/ + val_label/ (coco_stuff), "
         f"{phase}_sketch/ + {phase}_img/ (sketch_pairs), "
-        f"images in {phase}/ or in the folder itself (aligned). Fix: arrange the data in one of "
-        "these layouts, or set --layout.")
+        f"images in {phase}/ or in the folder itself (aligned), list_attr_celeba.txt (celeba), "
+        "*-images-idx3-ubyte[.gz] (idx), A/ + B/ (unpaired), attributes.csv (attributes_csv), "
+        "dataset.json or one sub-folder of images per class (class_folders). Fix: arrange the "
+        "data in one of these layouts, or set --layout.")
 
 
 def available_phases(root: str | Path, layout: str) -> list[str]:
@@ -197,6 +218,10 @@ def available_phases(root: str | Path, layout: str) -> list[str]:
     if layout == "spade_custom":
         found = [p for p in ("train", "test", "val") if (root / p / "label_dir").is_dir()]
         return found or ["train"]
+    if layout == "idx":
+        return _train_first(s.split for s in find_idx_sets(root))
+    if layout == "celeba":
+        return list(SPLITS) if celeba_file(root, "list_eval_partition.txt") else ["train"]
     found = [p for p in ("train", "val", "test") if (root / p).is_dir()]
     return found or ["train"]
 
@@ -263,14 +288,52 @@ def detect_num_classes(root: str | Path, layout: str = "auto", phase: str = "tra
     return largest + 1
 
 
+def celeba_file(root: str | Path, name: str) -> Path | None:
+    """A file of the CelebA release, in the root or where the release puts it (``Anno/``,
+    ``Eval/``, ``Img/``); None when absent."""
+    for folder in ("", "Anno", "Eval", "Img"):
+        path = Path(root) / folder / name
+        if path.exists():
+            return path
+    return None
+
+
+def split_bases(root: str | Path) -> list[Path]:
+    """The split folders of a single-image source (``root/train``, ``root/val``,
+    ``root/test``, those present), or ``[root]`` when it has none: then everything is train."""
+    root = Path(root)
+    return [root / p for p in SPLITS if (root / p).is_dir()] or [root]
+
+
 # --------------------------------------------------------------------------- helpers
+
+
+def _detect_source(root: Path, phase: str) -> str | None:
+    """The single-image source layout of ``root``, or None when it is none of them."""
+    if celeba_file(root, "list_attr_celeba.txt") is not None:
+        return "celeba"
+    if find_idx_sets(root):
+        return "idx"
+    bases = split_bases(root)
+    base = next((b for b in bases if b.name == phase), bases[0])
+    if (base / "A").is_dir() and (base / "B").is_dir():
+        return "unpaired"
+    if (base / ATTRIBUTES_CSV).is_file():
+        return "attributes_csv"
+    if (base / LABELS_JSON).is_file():
+        return "class_folders"
+    if not list_images(base) and any(list_images(d, recursive=True)
+                                      for d in base.iterdir() if d.is_dir()):
+        return "class_folders"
+    return None
+
 
 
 def _train_first(phases: Iterable[str]) -> list[str]:
     return sorted(set(phases), key=lambda p: (p != "train", p))
 
 
-def _list_images(folder: Path, recursive: bool = False) -> list[Path]:
+def list_images(folder: Path, recursive: bool = False) -> list[Path]:
     """Image files in ``folder`` (hidden files skipped), sorted."""
     if not folder.is_dir():
         return []
@@ -355,7 +418,7 @@ def _optional_instances(folder: Path, use_instance: bool,
             raise DataError(f"{folder}: label.use_instance is set but the instance map folder "
                             f"is missing. Fix: put the instance maps there, or {_NO_INSTANCE}.")
         return None
-    return _by_key(_list_images(folder), key)
+    return _by_key(list_images(folder), key)
 
 
 def _images_or_none(folder: Path, require_images: bool, what: str,
@@ -364,7 +427,7 @@ def _images_or_none(folder: Path, require_images: bool, what: str,
     if not require_images and not folder.is_dir():
         return None
     _require_dir(folder, what)
-    return _by_key(_list_images(folder, recursive), key)
+    return _by_key(list_images(folder, recursive), key)
 
 
 # --------------------------------------------------------------------------- one finder per layout
@@ -376,7 +439,7 @@ def _find_pix2pixhd(root: Path, phase: str, found: Discovery, use_instance: bool
     label_dir = _require_dir(root / f"{phase_dir}_label", "label map")
     image_dir = root / f"{phase_dir}_img"
     instance_dir = root / f"{phase_dir}_inst"
-    labels = _by_key(_list_images(label_dir), _stem)
+    labels = _by_key(list_images(label_dir), _stem)
     images = _images_or_none(image_dir, require_images, "image")
     instances = _optional_instances(instance_dir, use_instance)
     _pair(found, labels, images, instances, (label_dir, image_dir, instance_dir), use_instance)
@@ -394,7 +457,7 @@ def _find_spade_custom(root: Path, phase: str, found: Discovery, use_instance: b
     label_dir = _require_dir(base / "label_dir", "label map")
     image_dir = base / "image_dir"
     instance_dir = base / "instance_dir"
-    labels = _by_key(_list_images(label_dir), _stem)
+    labels = _by_key(list_images(label_dir), _stem)
     images = _images_or_none(image_dir, require_images, "image")
     instances = _optional_instances(instance_dir, use_instance)
     _pair(found, labels, images, instances, (label_dir, image_dir, instance_dir), use_instance)
@@ -413,7 +476,7 @@ def _find_cityscapes(root: Path, phase: str, found: Discovery, use_instance: boo
     split = "val" if phase == "test" and not (root / "gtFine" / "test").is_dir() else phase
     label_dir = _require_dir(root / "gtFine" / split, "Cityscapes gtFine")
     image_dir = root / "leftImg8bit" / split
-    files = _list_images(label_dir, recursive=True)
+    files = list_images(label_dir, recursive=True)
     labels = _by_key(files, _suffix_key("_gtFine_labelIds.png"))
     instances = _by_key(files, _suffix_key("_gtFine_instanceIds.png"))
     if use_instance and not instances:
@@ -445,7 +508,7 @@ def _find_ade20k(root: Path, phase: str, found: Discovery, use_instance: bool,
     split = {"train": "training", "test": "validation", "val": "validation"}.get(phase, phase)
     label_dir = _require_dir(base / "annotations" / split, "ADE20K annotations")
     image_dir = base / "images" / split
-    labels = _by_key(_list_images(label_dir), _stem)
+    labels = _by_key(list_images(label_dir), _stem)
     images = _images_or_none(image_dir, require_images, "ADE20K images")
     _pair(found, labels, images, None, (label_dir, image_dir, None), use_instance)
 
@@ -456,7 +519,7 @@ def _find_image_folder(root: Path, phase: str, found: Discovery, use_instance: b
         raise DataError(f"{root}: the {found.layout} layout has no instance maps. Fix: "
                         f"{_NO_INSTANCE}.")
     folder = root / phase if (root / phase).is_dir() else root
-    images = _list_images(folder, recursive)
+    images = list_images(folder, recursive)
     if not images:
         raise DataError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}"
                         f"{' recursively' if recursive else ''}). Fix: check data.root / --phase.")
@@ -492,7 +555,7 @@ def _find_sketch_pairs(root: Path, phase: str, found: Discovery, use_instance: b
     sketch_dir = _require_dir(root / f"{phase}_sketch", "sketch",
                               "write the pairs with `condsynth data sketches`, or check --phase")
     image_dir = root / f"{phase}_img"
-    sketches = _by_key(_list_images(sketch_dir), _stem)
+    sketches = _by_key(list_images(sketch_dir), _stem)
     if not sketches:
         raise DataError(f"{sketch_dir}: no sketches found. Fix: add the line drawings (PNG) or "
                         "check data.root / --phase.")
