@@ -160,8 +160,10 @@ def cmd_data_procedural(args: argparse.Namespace) -> int:
 def cmd_data_check(args: argparse.Namespace) -> int:
     from condsynth.data.check import check_dataset
 
+    attributes = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
     report = check_dataset(args.dir, layout=args.layout, num_classes=args.num_classes,
-                           palette=args.palette)
+                           palette=args.palette, labeled_per_class=args.labeled_per_class,
+                           attributes=attributes, idx_prefix=args.idx_prefix)
     print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.text())
     return 0 if report.ok else 1
 
@@ -302,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="auto", help="dataset layout (default: detect)")
     p.add_argument("--num-classes", type=int, help="flag label values at or above this")
     p.add_argument("--palette", help="JSON mapping colours to class ids, for RGB label maps")
+    p.add_argument("--labeled-per-class", type=int, help="class data: check the semi-supervised "
+                   "split keeping this many labels per class")
+    p.add_argument("--attributes", help="attribute tables: report only these, comma-separated")
+    p.add_argument("--idx-prefix", help="IDX files: which set of a folder holding several, "
+                   "e.g. emnist-letters")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_data_check)
     from condsynth.autopainter_commands import add_data_sketches

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
+from condsynth.cli import main
 from condsynth.data.check import check_dataset
 
 from .builders import colour_image, label_map, write
@@ -85,3 +87,56 @@ def test_aligned_and_broken_roots_never_raise(build, tmp_path):
     assert not missing.ok and "dataset folder not found" in missing.text()
     (tmp_path / "junk").mkdir()
     assert "could not detect" in check_dataset(tmp_path / "junk").problems[0]
+
+
+# --------------------------------------------------------------------------- single-image sources
+
+
+def test_class_folders_report_and_semi_supervised_split(build):
+    root = build.class_folders(counts=(3, 4, 2), phases=("train", "test"))
+    data = (root / "train" / "c1" / "0.png").read_bytes()
+    (root / "train" / "c1" / "0.png").write_bytes(data[: len(data) // 2])     # truncated
+    report = check_dataset(root, labeled_per_class=2)
+    assert report.layout == "class_folders" and report.num_classes == 3
+    train, test = report.phases
+    assert train.class_counts == {"c0": 3, "c1": 4, "c2": 2} and train.labeled == 6
+    assert test.labeled is None and train.image_sizes == {"32x24": 8}
+    assert len(report.problems) == 1 and "0.png: could not be read as an image" in (
+        report.problems[0])
+    text = report.text()
+    assert "classes: 3\n" in text and "dont-care" not in text
+    assert "        1 c1: 4" in text
+    assert "semi-supervised: 6 labelled (2 per class), 3 unlabelled (class -1)" in text
+    too_many = check_dataset(root, labeled_per_class=3)
+    assert any("'c2' has 2" in p for p in too_many.problems)
+
+
+def test_attribute_balance_and_celeba(build):
+    report = check_dataset(build.attributes_csv())
+    assert report.ok and report.layout == "attributes_csv"
+    balance = report.phases[0].attribute_balance
+    assert balance == pytest.approx({"smile": 2 / 3, "glasses": 2 / 3, "age": 1.0})
+    assert "      smile: 0.667" in report.text()
+    celeba = check_dataset(build.celeba(), attributes=["Male"])
+    assert [p.phase for p in celeba.phases] == ["train", "val", "test"]
+    assert [p.pairs for p in celeba.phases] == [3, 1, 2]
+    assert celeba.phases[0].attribute_balance == pytest.approx({"Male": 2 / 3})
+    assert "not an attribute" in check_dataset(build.celeba("c2"), attributes=["Bald"]).problems[0]
+
+
+def test_idx_and_unpaired_reports(build, capsys):
+    root = build.idx()
+    assert main(["data", "check", str(root), "--labeled-per-class", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "layout: idx" in text and "4x6 ×12" in text and "12 item(s)" in text
+    assert "semi-supervised: 12 labelled (4 per class), 0 unlabelled" in text
+    labels = root / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-3])
+    report = check_dataset(root)
+    assert [p.phase for p in report.phases] == ["train"]
+    assert "could not be decompressed" in report.problems[0]
+
+    unpaired = check_dataset(build.unpaired(b_count=3))
+    assert unpaired.ok and unpaired.phases[0].real_images == 3
+    assert unpaired.phases[0].image_sizes == {"32x24": 7}
+    assert "B (real) images: 3" in unpaired.text()

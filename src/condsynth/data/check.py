@@ -4,6 +4,8 @@ Unlike the training Dataset, which stops at the first bad file, the check reads 
 collects every problem (unreadable files, size mismatches, out-of-range ids, colour label maps
 without a palette, JPEG label maps, unpaired files, missing instance maps), alongside what it
 found: the layout, the pairs per phase, the image sizes and the pixel count of every class.
+Single-image sources (:mod:`condsynth.data.sources`) report their items per class, the balance
+of their attributes and the semi-supervised split instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from condsynth.config import DataConfig
 from condsynth.data.io import Palette, load_palette, read_image, read_instance, read_label
 from condsynth.data.layouts import (
     IMAGE_CONDITION_LAYOUTS,
@@ -29,7 +32,8 @@ from condsynth.data.layouts import (
     resolve_layout,
     scan,
 )
-from condsynth.errors import DataError
+from condsynth.data.sources import Source, is_source_layout, load_source, semi_supervised_split
+from condsynth.errors import ConfigError, DataError
 
 __all__ = ["PhaseReport", "CheckReport", "check_dataset"]
 
@@ -45,6 +49,11 @@ class PhaseReport:
     image_sizes: dict[str, int] = field(default_factory=dict)   # "WxH" → number of images
     class_pixels: dict[int, int] = field(default_factory=dict)  # class id → pixels, sorted by id
     instances: int = 0                                          # pairs with an instance map
+    # Single-image sources:
+    class_counts: dict[str, int] = field(default_factory=dict)  # class name → items
+    labeled: int | None = None                   # items keeping their class (labeled_per_class)
+    attribute_balance: dict[str, float] = field(default_factory=dict)  # name → fraction > 0
+    real_images: int | None = None               # unpaired: B images (pairs counts A)
 
 
 @dataclass
@@ -54,6 +63,7 @@ class CheckReport:
     root: str
     layout: str | None = None
     num_classes: int | None = None
+    labeled_per_class: int | None = None
     dontcare: int = 255
     class_names: list[str] = field(default_factory=list)
     phases: list[PhaseReport] = field(default_factory=list)
@@ -71,13 +81,17 @@ class CheckReport:
     def text(self) -> str:
         """A human-readable report for the command line."""
         lines = [f"dataset {self.root}", f"  layout: {self.layout or 'unknown'}"]
+        source = is_source_layout(self.layout or "")
         if self.num_classes is not None:
-            lines.append(f"  classes: {self.num_classes} (dont-care {self.dontcare})")
+            lines.append(f"  classes: {self.num_classes}"
+                         + ("" if source else f" (dont-care {self.dontcare})"))
         for phase in self.phases:
             lines.append(f"  phase {phase.phase}: {phase.pairs} item(s)")
             sizes = ", ".join(f"{size} ×{count}" for size, count in phase.image_sizes.items())
             lines.append(f"    image sizes: {sizes or 'none read'}")
-            if self.layout not in IMAGE_CONDITION_LAYOUTS:
+            if source:
+                lines.extend(self._source_lines(phase))
+            elif self.layout not in IMAGE_CONDITION_LAYOUTS:
                 lines.append(f"    instance maps: {phase.instances} of {phase.pairs}")
                 lines.append("    classes found (id: pixels):")
                 for class_id, pixels in phase.class_pixels.items():
@@ -91,6 +105,24 @@ class CheckReport:
                 lines.append(f"  ... and {len(self.problems) - _MAX_SHOWN} more (see --json)")
         return "\n".join(lines)
 
+    def _source_lines(self, phase: PhaseReport) -> list[str]:
+        lines = []
+        if phase.real_images is not None:
+            lines.append(f"    B (real) images: {phase.real_images}")
+        if phase.class_counts:
+            lines.append("    items per class (id name: items):")
+            lines.extend(f"      {i:>5} {name}: {count}"
+                         for i, (name, count) in enumerate(phase.class_counts.items()))
+        if phase.labeled is not None:
+            lines.append(f"    semi-supervised: {phase.labeled} labelled "
+                         f"({self.labeled_per_class} per class), "
+                         f"{phase.pairs - phase.labeled} unlabelled (class -1)")
+        if phase.attribute_balance:
+            lines.append("    attributes (fraction of items > 0):")
+            lines.extend(f"      {name}: {fraction:.3f}"
+                         for name, fraction in phase.attribute_balance.items())
+        return lines
+
     def _class_name(self, class_id: int) -> str:
         if class_id == self.dontcare:
             return " (dont-care)"
@@ -102,7 +134,9 @@ class CheckReport:
 def check_dataset(root: str | Path, layout: str = "auto", phase: str | None = None,
                   num_classes: int | None = None, dontcare: int = 255,
                   palette: str | Path | Palette | None = None,
-                  use_instance: bool | None = None) -> CheckReport:
+                  use_instance: bool | None = None, labeled_per_class: int | None = None,
+                  attributes: list[str] | None = None,
+                  idx_prefix: str | None = None) -> CheckReport:
     """Read every file of a dataset and report what it holds and what is wrong with it.
 
     Args:
@@ -114,6 +148,9 @@ def check_dataset(root: str | Path, layout: str = "auto", phase: str | None = No
         dontcare: the dont-care label value.
         palette: palette JSON path (or a loaded palette) for colour label maps.
         use_instance: True requires instance maps; None reports whether they are there.
+        labeled_per_class: single-image sources: check and report this semi-supervised split.
+        attributes: attribute tables: report only these attributes (``data.attributes``).
+        idx_prefix: IDX files: which set of a folder holding several (``data.idx_prefix``).
     Returns:
         A :class:`CheckReport`; data problems never raise, they are listed in ``problems``.
     """
@@ -126,6 +163,14 @@ def check_dataset(root: str | Path, layout: str = "auto", phase: str | None = No
         phases = [phase] if phase else available_phases(root, report.layout)
     except DataError as err:
         report.problems.append(str(err))
+        return report
+    if is_source_layout(report.layout):
+        settings = DataConfig(root=str(root), layout=report.layout,
+                              attributes=list(attributes or []),
+                              labeled_per_class=labeled_per_class, idx_prefix=idx_prefix)
+        report.labeled_per_class = labeled_per_class
+        for name in phases:
+            _check_source_phase(settings, name, report)
         return report
     if not phases:
         report.problems.append(f"{root}: no phase folders found for the {report.layout} layout. "
@@ -179,6 +224,48 @@ def _check_phase(samples: list[Sample], report: CheckReport, phase: PhaseReport,
                                 " Fix: re-export the instance map at the label map's size.")
     phase.image_sizes = dict(sizes.most_common())
     phase.class_pixels = dict(sorted(pixels.items()))
+
+
+def _check_source_phase(settings: DataConfig, phase: str, report: CheckReport) -> None:
+    try:
+        source = load_source(settings, phase)
+    except (DataError, ConfigError) as err:
+        report.problems.append(str(err))
+        return
+    found = PhaseReport(phase=phase, pairs=len(source))
+    report.phases.append(found)
+    if source.classes is not None:
+        report.class_names = source.class_names
+        report.num_classes = len(source.class_names)
+        counts = np.bincount(source.classes, minlength=len(source.class_names))
+        found.class_counts = dict(zip(source.class_names, counts.tolist(), strict=True))
+        if settings.labeled_per_class is not None and phase == "train":
+            try:
+                found.labeled = len(semi_supervised_split(source, settings.labeled_per_class, 0,
+                                                          settings.root))
+            except (DataError, ConfigError) as err:
+                report.problems.append(str(err))
+    if source.attributes is not None:
+        fractions = (source.attributes > 0).mean(axis=0).tolist()
+        found.attribute_balance = dict(zip(source.attribute_names, fractions, strict=True))
+    sizes: Counter[str] = Counter()
+    _count_sizes(source, sizes, report.problems, phase)
+    if source.real is not None:
+        found.real_images = len(source.real)
+        _count_sizes(source.real, sizes, report.problems, phase)
+    found.image_sizes = dict(sizes.most_common())
+
+
+def _count_sizes(source: Source, sizes: Counter[str], problems: list[str], phase: str) -> None:
+    """Image sizes of a source, reading every file (unreadable ones become problems)."""
+    if source.pixels is not None:
+        count, height, width = source.pixels.shape
+        sizes[f"{width}x{height}"] += count
+        return
+    for path in tqdm(source.paths, desc=f"checking {phase}", unit="item", disable=None):
+        image = _attempt(read_image, Path(path), problems)
+        if image is not None:
+            sizes[f"{image.shape[1]}x{image.shape[0]}"] += 1
 
 
 def _attempt(read: Callable[..., np.ndarray], path: Path, problems: list[str],
