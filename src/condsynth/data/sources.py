@@ -16,7 +16,9 @@ CelebA, unpaired A/B folders and IDX files, with a seeded semi-supervised split.
                     or in the release's ``Img/``, ``Anno/`` and ``Eval/``
 ``unpaired``        ``A/`` (synthetic images; optionally labelled like ``class_folders`` or
                     ``attributes_csv``) and ``B/`` (real images, unlabelled), paired at random
-``idx``             MNIST-family IDX files (see :mod:`condsynth.data.idx`)
+``idx``             MNIST-family IDX files (see :mod:`condsynth.data.idx`); class names from a
+                    ``classes.json`` beside them, else EMNIST's mapping file, else the
+                    Fashion-MNIST or KMNIST names when the folder's name says so, else digits
 ==================  ============================================================================
 
 The folder sources may have split folders ``train/``, ``val/``, ``test/`` holding the layout
