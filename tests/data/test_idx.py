@@ -125,6 +125,8 @@ def test_idx_items(build):
     expected = idx_image(4).astype(np.float32) / 127.5 - 1
     np.testing.assert_allclose(item["image"][0].numpy(), expected, atol=1e-6)
     assert len(open_dataset(data, "test", train=False, seed=0)) == 6
+    (root / "classes.json").write_text('{"names": ["zero", "one", "two"]}')
+    assert describe_source(data).class_names == ["zero", "one", "two"]
 
 
 def test_idx_resized_up_to_the_crop_size(build):

@@ -262,6 +262,12 @@ class SourceDataset(torch.utils.data.Dataset):
         seed: with the epoch and the index, fixes every random draw.
         size_multiple: output H and W are rounded to a multiple of this.
         labeled_indices: the items that keep their class; every other item's class is -1.
+
+    Attributes:
+        labeled_indices: (L,) int64, sorted: the items whose ``"class"`` is known (every item
+            of class data without a split; None without classes), for drawing labelled
+            batches apart, e.g. ``torch.utils.data.Subset(dataset, dataset.labeled_indices)``.
+        classes: (N,) int64 class of every item as the items give it (-1 = unlabelled).
     """
 
     def __init__(self, source: Source, data: DataConfig, train: bool = True, seed: int = 0,
@@ -415,7 +421,8 @@ def _csv_source(path: Path) -> Source:
     if not path.is_file():
         raise DataError(f"{path}: attribute table not found. Fix: write it (a header "
                         "file,attr1,attr2,... then one row per image).")
-    with path.open(newline="") as handle:
+    # utf-8-sig: spreadsheets often start their CSV exports with a byte-order mark.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         rows = [row for row in csv.reader(handle) if row and any(c.strip() for c in row)]
     if len(rows) < 2 or len(rows[0]) < 2:
         raise DataError(f"{path}: expected a header row 'file,attr1,attr2,...' and one row per "
