@@ -253,3 +253,10 @@ def test_semi_supervised_split_keeps_test_labels_and_errors(build):
         _open(root, labeled_per_class=5)
     with pytest.raises(ConfigError, match="has no class labels"):
         _open(build.attributes_csv(), labeled_per_class=1)
+
+
+def test_semi_supervised_split_names_an_empty_class(build):
+    root = build.class_folders(counts=(2, 2))
+    (root / "c9").mkdir()
+    with pytest.raises(DataError, match=r"'c9' has 0\. Fix: add items to the empty class"):
+        _open(root, labeled_per_class=1)

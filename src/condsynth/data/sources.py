@@ -233,10 +233,11 @@ def semi_supervised_split(source: Source, per_class: int, seed: int,
              if counts[i] < per_class]
     if short:
         shown = ", ".join(f"{name!r} has {n}" for name, n in short[:8])
+        fewest = min(n for _, n in short)
+        fix = (f"lower data.labeled_per_class to at most {fewest}, or add items to those "
+               "classes" if fewest else "add items to the empty class(es) or remove them")
         raise DataError(f"{where}: data.labeled_per_class is {per_class} but {len(short)} "
-                        f"class(es) have fewer items: {shown}. Fix: lower "
-                        f"data.labeled_per_class to at most {min(n for _, n in short)}, or add "
-                        "items to those classes.")
+                        f"class(es) have fewer items: {shown}. Fix: {fix}.")
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(np.flatnonzero(source.classes == c), per_class, replace=False)
               for c in range(len(source.class_names))]
