@@ -324,8 +324,9 @@ def make_sample_set(config: Config, method: Method) -> SampleSet:
     rows = min(config.train.num_samples, len(dataset))
     items = [dataset[i] for i in range(rows)]
     batch = torch.utils.data.default_collate(items)
-    return SampleSet(batch=batch, rows=rows, names=[f"{phase}: {Path(i['path']).stem}"
-                                                    for i in items])
+    # Files by stem; items of one file (an IDX array: "file#index") by name and index.
+    names = [Path(i["path"]).name if "#" in i["path"] else Path(i["path"]).stem for i in items]
+    return SampleSet(batch=batch, rows=rows, names=[f"{phase}: {n}" for n in names])
 
 
 def write_samples(run_dir: Path, method: Method, samples: SampleSet, step: int,
@@ -386,20 +387,62 @@ class TrainResult:
 
 
 def prepare_config(config: Config) -> Config:
-    """Resolve what the data decides (number of classes, class names) before building."""
+    """Resolve what the data decides before building: the number of classes and their names,
+    the attribute names, and whether the condition is a label map or an image."""
+    from condsynth.data.factory import is_source_data
+
+    if config.data.root and is_source_data(config):
+        return _prepare_from_source(config)
     from condsynth.data.io import load_palette
     from condsynth.data.layouts import detect_num_classes, read_classes
 
-    label = config.condition
-    if label.num_classes is None:
+    spec = config.condition
+    if spec.kind == "label_map" and spec.num_classes is None:
         if not config.data.root:
             raise CondsynthError("no dataset given: pass --data DIR")
         palette = load_palette(config.data.palette) if config.data.palette else None
-        label.num_classes = detect_num_classes(config.data.root, config.data.layout,
-                                               dontcare=label.dontcare_label, palette=palette)
+        num_classes = detect_num_classes(config.data.root, config.data.layout,
+                                         dontcare=spec.dontcare_label, palette=palette)
+        if num_classes == 0:          # A|B images or sketches: the condition is an image
+            spec.kind = "image"
+        else:
+            spec.num_classes = num_classes
     classes = read_classes(config.data.root) if config.data.root else None
-    if classes and not label.class_names:
-        label.class_names, label.class_colours = classes
+    if classes and not spec.class_names and spec.kind == "label_map":
+        spec.class_names, spec.class_colours = classes
+    return config
+
+
+def _prepare_from_source(config: Config) -> Config:
+    """A single-image source (class folders, attribute tables, IDX, ...) gives the classes
+    and attribute names of class and vector conditions, and the channels of image ones."""
+    from condsynth.data.sources import describe_source
+
+    spec = config.condition
+    info = describe_source(config.data, "train")
+    if spec.kind == "class":
+        if info.num_classes is None:
+            raise CondsynthError(f"{config.data.root}: condition.kind is class but this "
+                                 f"{info.layout} data has no class labels. Fix: use class "
+                                 "folders, IDX files or a dataset.json, or condition.kind=none.")
+        if spec.num_classes is None:
+            spec.num_classes = info.num_classes
+        if not spec.class_names:
+            spec.class_names = list(info.class_names)
+    elif spec.kind == "vector":
+        if not info.attribute_names:
+            raise CondsynthError(f"{config.data.root}: condition.kind is vector but this "
+                                 f"{info.layout} data has no attributes. Fix: use an "
+                                 "attributes.csv or the CelebA files.")
+        if not spec.attributes:
+            spec.attributes = list(info.attribute_names)
+    elif spec.kind == "image" and info.kind == "unpaired":
+        spec.image_channels = info.channels
+    elif spec.kind == "label_map":
+        raise CondsynthError(f"{config.data.root}: {config.method} is conditioned on label maps "
+                             f"but this is {info.layout} data (single images). Fix: give a "
+                             "dataset of label maps and images, or choose a method made for "
+                             "single images (for example --method dcgan).")
     return config
 
 
