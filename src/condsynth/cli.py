@@ -20,7 +20,8 @@ from condsynth.registry import default_config, parse_config
 
 PRESET_SUFFIX = ".yaml"
 # Modules that add their own subcommands: each has ``add_commands(subparsers)``.
-COMMAND_MODULES: list[str] = ["condsynth.metrics.commands", "condsynth.studio.commands"]
+COMMAND_MODULES: list[str] = ["condsynth.metrics.commands", "condsynth.studio.commands",
+                              "condsynth.toolbox_commands"]
 
 
 # ----------------------------------------------------------------------------- config building

@@ -194,6 +194,11 @@ class Method(nn.Module):
         """Input height and width must be multiples of this (the network's down-sampling)."""
         return 1
 
+    def latent_size(self) -> int | None:
+        """Length of the latent z that ``generate(z=...)`` takes as (B, latent_size), for
+        methods with :attr:`Capability.LATENT`; None for the others."""
+        return None
+
     def capabilities(self) -> frozenset[Capability]:
         """What this model can be asked for: by default, what its condition kind gives
         (a 1-channel image condition is a sketch); methods add their controls."""
@@ -266,6 +271,12 @@ class Method(nn.Module):
                 raise CheckpointError(f"the checkpoint holds method state '{name}' that "
                                       f"{self.name} does not keep")
             self._buffers[name] = tensor.to(self._buffers[name].device)
+
+    def discriminate(self, image: Tensor, cond: Tensor | None = None) -> Any:
+        """The discriminator on real-looking images alone (``condsynth probe`` reads its
+        convolutions); a conditional discriminator gets a neutral condition when ``cond`` is
+        None. Methods whose discriminator judges images alone implement it."""
+        raise NotImplementedError(f"{self.name} does not expose its discriminator on images")
 
     def on_step(self, step: int, max_steps: int) -> None:  # noqa: B027  (optional hook)
         """Called before each training step (staged training, fade-in, ...)."""
