@@ -20,6 +20,7 @@ TINY: dict[str, list[str]] = {
     "autopainter": ["model.ngf=8", "model.ndf=8", "model.num_downs=5", "model.lambda_feat=0.0",
                     "condition.kind=image", "condition.image_channels=1",
                     "condition.use_instance=false"],
+    "dcgan": ["model.ngf=8", "model.ndf=8", "model.z_dim=16"],
 }
 
 
