@@ -100,7 +100,7 @@ class DCGAN(Method):
                               f"{config.data.aspect_ratio}. Fix: --size 32 or --size 64.")
         if cfg.z_dim < 1 or cfg.ngf < 1 or cfg.ndf < 1:
             raise ConfigError("model.z_dim, model.ngf and model.ndf must be at least 1")
-        self.num_classes = int(config.condition.num_classes or 0) if self.conditional else 0
+        self.num_classes = config.condition.input_channels if self.conditional else 0
         channels = config.data.channels
         self.generator = DCGANGenerator(cfg.z_dim + self.num_classes, channels, size, cfg.ngf)
         self.discriminator = DCGANDiscriminator(channels + self.num_classes, size, cfg.ndf)
