@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,14 @@ def test_generated_codes_reproduce_a_walk(dcgan_run):
     cls = torch.tensor([0, 0])
     a = method.generate(cls, z=z)
     assert torch.equal(a, method.generate(cls, z=z))       # eval mode: a code is a picture
+
+
+def test_evaluate_scores_a_noise_driven_model(dcgan_run, class_data, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(dcgan_run), "--data", str(class_data), "--metrics", "swd",
+                 "--out", str(out), "--quiet"]) == 0
+    results = json.loads((out / "eval.json").read_text())
+    assert results["images"] == {"real": 18, "fake": 18}
+    assert results["metrics"]["swd"]["mean"] > 0
+    assert not (out / "labels").exists()            # no input pictures: the input is noise
+    assert "labels/" not in (out / "eval.html").read_text()

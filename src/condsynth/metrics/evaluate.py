@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from condsynth.conditions import condition_of
+from condsynth.conditions import SPATIAL_KINDS, condition_of
 from condsynth.data.io import read_image
 from condsynth.data.layouts import IMAGE_SUFFIXES
 from condsynth.errors import CondsynthError, DataError
@@ -442,7 +442,7 @@ def synthesize_split(method: Any, run_dir: str | Path, data_dir: str | Path,
         raise DataError(f"{data_dir} has no {phase or 'test or val'} split (it has "
                         f"{', '.join(phases)}). Fix: pass --phase with one of those.")
     dataset = _eval_dataset(data_config, config, phase, method.size_multiple(), seed)
-    if dataset.layout == "sketch":
+    if getattr(dataset, "layout", None) == "sketch":
         raise DataError(f"{data_dir}: the sketch layout holds no conditions to synthesize from")
     if len(dataset) == 0:
         raise DataError(f"{data_dir}: the {phase} split is empty")
@@ -451,7 +451,7 @@ def synthesize_split(method: Any, run_dir: str | Path, data_dir: str | Path,
     fingerprint = run_fingerprint(run_dir, {"data": str(Path(data_dir).resolve()),
                                             "phase": phase, "max": max_images, "seed": seed,
                                             "data_config": data_config.__dict__})
-    stems = [Path(s.label or s.image).stem for s in dataset.samples]
+    stems = dataset_stems(dataset)
     if len(set(stems)) != len(stems):
         stems = [f"{i:06d}_{s}" for i, s in enumerate(stems)]
     done = (manifest_path.is_file()
@@ -470,8 +470,9 @@ def synthesize_split(method: Any, run_dir: str | Path, data_dir: str | Path,
                         for k, v in batch.items()}
                 save_png(tensor_to_image(fake[i]), out_dir / "fake" / f"{stem}.png")
                 save_png(tensor_to_image(batch["image"][i]), out_dir / "real" / f"{stem}.png")
-                save_png(condition_picture(item, config.condition),
-                         out_dir / "labels" / f"{stem}.png")
+                if config.condition.kind in SPATIAL_KINDS:
+                    save_png(condition_picture(item, config.condition),
+                             out_dir / "labels" / f"{stem}.png")
             index += fake.shape[0]
         manifest_path.write_text(json.dumps({"fingerprint": fingerprint, "count": index}))
     return Synthesized(dataset, phase, stems, out_dir)
@@ -528,8 +529,10 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, options: EvalOptions
     if "msssim" in options.metrics:
         results["metrics"]["msssim"] = _diversity(method, made.dataset, device, options,
                                                   msssim_samples, msssim_labels)
+    spatial = config.condition.kind in SPATIAL_KINDS
     for stem in made.stems[: options.grid]:
-        results["samples"].append({"label": f"labels/{stem}.png", "real": f"real/{stem}.png",
+        row = {"label": f"labels/{stem}.png"} if spatial else {}
+        results["samples"].append({**row, "real": f"real/{stem}.png",
                                    "fake": f"fake/{stem}.png", "name": stem})
     results["seconds"] = round(time.perf_counter() - began, 1)
     write_report(out_dir, results)
@@ -576,10 +579,21 @@ def _item_batches(dataset: Any, batch_size: int) -> Iterator[dict[str, Any]]:
         yield stack()
 
 
+def dataset_stems(dataset: Any) -> list[str]:
+    """A file stem per item: the label map's (or image's) of pairs; of single images, the
+    file's, or the index for items of one array file (IDX: ``file#index``)."""
+    if hasattr(dataset, "samples"):
+        return [Path(s.label or s.image).stem for s in dataset.samples]
+    return [f"{int(p.rsplit('#', 1)[1]):06d}" if "#" in p else Path(p).stem
+            for p in dataset.source.paths]
+
+
 def _generate(method: Any, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
     condition = condition_of(batch, method.config.condition)
     instance = batch.get("instance")
+    # Noise-driven models draw one picture per real image (of its class, for class models).
     return method.generate(None if condition is None else condition.to(device),
+                           batch_size=batch["image"].shape[0],
                            instance=instance.to(device) if instance is not None else None)
 
 
