@@ -91,8 +91,8 @@ def random_batch(config: Config, batch: int, height: int, width: int,
                  device: torch.device) -> dict[str, Any]:
     g = torch.Generator().manual_seed(0)
     spec = config.condition
-    channels = config.data.channels if hasattr(config.data, "channels") else 3
-    out: dict[str, Any] = {"image": torch.rand(batch, channels, height, width, generator=g) * 2 - 1}
+    out: dict[str, Any] = {"image": torch.rand(batch, config.data.channels, height, width,
+                                               generator=g) * 2 - 1}
     if spec.kind == "image":
         out["source"] = torch.rand(batch, spec.image_channels, height, width,
                                    generator=g) * 2 - 1
@@ -197,7 +197,10 @@ def run_bench(method: str = "pix2pix", size: str = "256x256", batch: int = 1,
         cfg = read_config(run)
         model: Method = load(run, device="cpu", ema=True)
     else:
-        cfg = bench_config(method, config, list(overrides))
+        # The networks are built for the size benched (a method may fix its size, as DCGAN).
+        size_settings = [f"data.crop_size={width}", f"data.load_size={width}",
+                         f"data.aspect_ratio={width / height}"]
+        cfg = bench_config(method, config, size_settings + list(overrides))
         model = build_method(cfg)
     cfg.train.precision = precision
     specs = resolve_optimizers(cfg, model)
