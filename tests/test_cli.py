@@ -178,15 +178,15 @@ def test_demo_end_to_end_small(tmp_path, capsys):
 
 
 def test_demo_budget_is_measured(tmp_path):
-    from condsynth.config import apply_overrides, load_yaml
+    from condsynth.config import apply_overrides
     from condsynth.data.procedural import write_dataset
     from condsynth.demo import MIN_STEPS, steps_for_budget
     from condsynth.train import prepare_config
 
     write_dataset(tmp_path, 4, 32, seed=0, test_count=1, progress=False)
-    from condsynth.cli import preset_path
+    from condsynth.presets import load_preset_raw
 
-    raw = apply_overrides(load_yaml(preset_path("pix2pix_cpu")),
+    raw = apply_overrides(load_preset_raw("pix2pix_cpu"),
                           [f"data.root={tmp_path}", "data.load_size=32", "data.crop_size=32",
                            "model.num_downs=5", "model.ngf=8", "model.ndf=8"])
     config = prepare_config(parse_config(raw))

@@ -21,7 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from condsynth.conditions import condition_of
-from condsynth.config import Config, apply_overrides, load_yaml
+from condsynth.config import Config, apply_overrides
 from condsynth.errors import ConfigError
 from condsynth.methods.base import Method, OptimizerSpec
 from condsynth.registry import build_method, default_config, parse_config
@@ -72,9 +72,9 @@ class PeakMemory:
 
 def bench_config(method: str, config: str | None, overrides: list[str]) -> Config:
     if config:
-        from condsynth.cli import preset_path
+        from condsynth.presets import load_preset_raw
 
-        raw = load_yaml(preset_path(config))
+        raw = load_preset_raw(config)
         raw["method"] = raw.get("method", method)
     else:
         raw = default_config(method).to_dict()

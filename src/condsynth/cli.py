@@ -10,7 +10,6 @@ import argparse
 import importlib
 import json
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,33 +17,12 @@ from condsynth.config import PRECISIONS
 from condsynth.errors import CondsynthError, ConfigError
 from condsynth.registry import default_config, parse_config
 
-PRESET_SUFFIX = ".yaml"
 # Modules that add their own subcommands: each has ``add_commands(subparsers)``.
 COMMAND_MODULES: list[str] = ["condsynth.metrics.commands", "condsynth.studio.commands",
                               "condsynth.toolbox_commands"]
 
 
 # ----------------------------------------------------------------------------- config building
-
-
-def preset_path(name_or_path: str) -> Path:
-    """A config file: a path, or the name of a preset shipped with condsynth."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    preset = resources.files("condsynth") / "presets" / f"{name_or_path}{PRESET_SUFFIX}"
-    if preset.is_file():
-        return Path(str(preset))
-    raise ConfigError(f"config '{name_or_path}' is neither a file nor a preset. Presets: "
-                      f"{', '.join(list_presets()) or 'none'}")
-
-
-def list_presets() -> list[str]:
-    folder = resources.files("condsynth") / "presets"
-    if not folder.is_dir():
-        return []
-    return sorted(p.name[: -len(PRESET_SUFFIX)] for p in folder.iterdir()
-                  if p.name.endswith(PRESET_SUFFIX))
 
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -71,14 +49,15 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 
 def training_config(args: argparse.Namespace) -> Any:
     from condsynth import checkpoint
-    from condsynth.config import apply_overrides, load_yaml
+    from condsynth.config import apply_overrides
+    from condsynth.presets import load_preset_raw
 
     overrides = flag_overrides(args) + list(args.overrides)
     if args.resume:
         config = checkpoint.read_config(args.run)
         raw = config.to_dict()
     elif args.config:
-        raw = load_yaml(preset_path(args.config))
+        raw = load_preset_raw(args.config)
         if args.method:
             raw["method"] = args.method
     else:

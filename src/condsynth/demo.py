@@ -11,8 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from condsynth.cli import preset_path
-from condsynth.config import Config, apply_overrides, load_yaml
+from condsynth.config import Config, apply_overrides
+from condsynth.presets import load_preset_raw
 from condsynth.registry import parse_config
 
 # The method that learns best in the budget. Measured with benchmarks/demo_methods.py (each CPU
@@ -71,7 +71,7 @@ def run_demo(out: Path, method: str | None = None, steps: int | None = None,
         print(f"writing {count} procedural scenes of {size}x{size} to {data_dir}")
         write_dataset(data_dir, count, size, seed=0, progress=progress)
         stamp.write_text(json.dumps(wanted))
-    raw = load_yaml(preset_path(DEMO_PRESET if method is None else f"{method}_cpu"))
+    raw = load_preset_raw(DEMO_PRESET if method is None else f"{method}_cpu")
     settings = [f"data.root={json.dumps(str(data_dir))}", f"data.load_size={size}",
                 f"data.crop_size={size}"]
     if steps is not None:

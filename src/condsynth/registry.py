@@ -100,7 +100,11 @@ def default_config(method: str) -> Config:
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a config file strictly, with optional ``key=value`` overrides."""
-    raw = apply_overrides(load_yaml(path), list(overrides))
+    raw = load_yaml(path)
+    if "extends" in raw:
+        raise ConfigError(f"{path} extends another config ('extends: {raw['extends']}'): read "
+                          "it with condsynth.presets.load_preset, which resolves that")
+    raw = apply_overrides(raw, list(overrides))
     return parse_config(raw, where=str(path))
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from condsynth.api import load
-from condsynth.cli import preset_path
 from condsynth.errors import ConfigError, DataError
+from condsynth.presets import load_preset
 from condsynth.registry import build_method, default_config, load_config
 from condsynth.train import train
 from tests.tiny import tiny_config
@@ -119,7 +119,7 @@ ABLATION = {"pix2pix": {"g_gan", "g_l1"}, "tv": {"g_gan", "g_l1", "g_tv"},
 
 @pytest.mark.parametrize("name", sorted(ABLATION))
 def test_the_four_ablation_configs_train(name, photos, vgg16_file, tmp_path):
-    config = load_config(preset_path(f"autopainter_{name}"),
+    config = load_preset(f"autopainter_{name}",
                          [f"data.root={photos}", f"model.vgg_weights={vgg16_file}",
                           "train.max_steps=2", "train.batch_size=2", "train.log_every=1", *TINY])
     assert config.model.num_downs == 5 and config.data.line_extraction == "xdog_random"
@@ -132,7 +132,7 @@ def test_the_four_ablation_configs_train(name, photos, vgg16_file, tmp_path):
 
 
 def test_cpu_preset_builds_without_vgg_weights():
-    config = load_config(preset_path("autopainter_cpu"))
+    config = load_preset("autopainter_cpu")
     assert config.model.lambda_feat == 0 and config.data.crop_size == 128
     assert build_method(config).size_multiple() == 128
 
@@ -140,9 +140,9 @@ def test_cpu_preset_builds_without_vgg_weights():
 def test_resume_is_exact_and_the_samples_page_shows_sketches(photos, tmp_path):
     # 6 photos in batches of 2: the resume at step 1 starts in the middle of an epoch.
     overrides = [f"data.root={photos}", "train.batch_size=2", "train.max_steps=2", *TINY]
-    config = load_config(preset_path("autopainter_tv"), overrides)
+    config = load_preset("autopainter_tv", overrides)
     straight = train(config, tmp_path / "straight", progress=False)
-    config = load_config(preset_path("autopainter_tv"), overrides)
+    config = load_preset("autopainter_tv", overrides)
     train(config, tmp_path / "resumed", progress=False, stop_at=1)
     resumed = train(load_config(tmp_path / "resumed" / "config.yaml"), tmp_path / "resumed",
                     resume=True, progress=False)

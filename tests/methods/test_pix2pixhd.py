@@ -25,10 +25,10 @@ from condsynth.methods.pix2pixhd import (
     instance_average,
     kmeans,
 )
-from condsynth.registry import build_method, default_config, load_config, parse_config
+from condsynth.presets import load_preset
+from condsynth.registry import build_method, default_config, parse_config
 
 NUM_CLASSES = 5
-PRESETS = Path(__file__).resolve().parents[2] / "src" / "condsynth" / "presets"
 
 
 def hd_config(*overrides: str, use_instance: bool = True) -> Config:
@@ -431,7 +431,7 @@ def test_training_and_resuming_a_features_run(tmp_path, scenes):
                                   "pix2pixhd_cpu"])
 def test_presets_load_and_build(name):
     overrides = ["label.num_classes=11"] if name == "pix2pixhd_cpu" else []
-    config = load_config(PRESETS / f"{name}.yaml", overrides)
+    config = load_preset(name, overrides)
     assert config.method == "pix2pixhd"
     method = build_method(config)
     if name.endswith("1024p"):

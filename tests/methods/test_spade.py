@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
-import condsynth
 from condsynth import checkpoint
 from condsynth.api import load
 from condsynth.config import Config, apply_overrides
@@ -21,9 +18,9 @@ from condsynth.methods.spade import (
     latent_grid,
     reparameterize,
 )
-from condsynth.registry import build_method, default_config, load_config, parse_config
+from condsynth.presets import load_preset
+from condsynth.registry import build_method, default_config, parse_config
 
-PRESETS = Path(condsynth.__file__).parent / "presets"
 NUM_CLASSES = 5
 SMALL = ["model.ngf=8", "model.ndf=8", "model.spade_hidden=16", "model.lambda_vgg=0"]
 
@@ -344,7 +341,7 @@ def test_bf16_autocast_training_and_channels_last_inference():
                                                 ("spade_ade20k", (8, 8), 151),
                                                 ("spade_cocostuff", (8, 8), 184)])
 def test_official_presets_load(name, grid, channels):
-    config = load_config(PRESETS / f"{name}.yaml")
+    config = load_preset(name)
     m = config.model
     assert config.method == "spade" and config.condition.input_channels == channels
     num_up = {"normal": 5, "more": 6}[m.num_upsampling_layers]
@@ -356,7 +353,7 @@ def test_official_presets_load(name, grid, channels):
 
 
 def test_cpu_preset_builds_and_steps():
-    config = load_config(PRESETS / "spade_cpu.yaml", ["label.num_classes=11"])
+    config = load_preset("spade_cpu", ["label.num_classes=11"])
     method = build_method(config)
     batch = make_batch(2, 128, 128, classes=11)
     losses = train_step(method, batch)
@@ -364,7 +361,7 @@ def test_cpu_preset_builds_and_steps():
 
 
 def test_cpu_style_preset_trains_the_encoder_with_a_light_kl():
-    config = load_config(PRESETS / "spade_cpu_style.yaml", ["label.num_classes=11"])
+    config = load_preset("spade_cpu_style", ["label.num_classes=11"])
     assert config.model.use_vae and config.model.lambda_kld == 0.005
     method = build_method(config)
     batch = make_batch(2, 128, 128, classes=11)
