@@ -164,6 +164,19 @@ def test_help_everywhere():
         assert exit_info.value.code == 0
 
 
+def test_every_command_module_is_registered_and_help_loads_no_torch():
+    import pkgutil
+
+    import condsynth.cli
+
+    modules = {m.name for m in pkgutil.iter_modules(condsynth.cli.__path__)}
+    assert modules - {"common", "__main__"} == set(condsynth.cli.COMMANDS)
+    # `condsynth --help` stays quick: building the parser imports no torch.
+    code = ("import sys; from condsynth.cli import build_parser; build_parser(); "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
 def test_demo_end_to_end_small(tmp_path, capsys):
     out = tmp_path / "demo"
     small = ["model.ngf=8", "model.ndf=8", "model.num_downs=5"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from condsynth.autopainter_commands import XDOG_FLAGS
 from condsynth.cli import build_parser, main
+from condsynth.cli.data import XDOG_FLAGS
 from condsynth.data.sketches import XDoGParams
 
 from .conftest import TINY, photo, write_png

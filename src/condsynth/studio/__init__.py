@@ -6,6 +6,6 @@ RUN_DIR [RUN_DIR ...]`` serves one for any condsynth run: paint mode for label-m
 (pix2pix, pix2pixHD, SPADE), sketch mode for Auto-painter, style controls where the model has
 them. It uses only the public API (:func:`condsynth.api.load` and ``Method.generate``).
 
-The server is :mod:`condsynth.studio.server` (not imported here: ``condsynth --help`` loads
-:mod:`condsynth.studio.commands`, which must not pull in torch); the page is ``static/``.
+The server is :mod:`condsynth.studio.server` (not imported here; the ``studio`` command,
+:mod:`condsynth.cli.studio`, imports it when it runs); the page is ``static/``.
 """

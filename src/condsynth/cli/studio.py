@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from condsynth.cli import add_fast_path_flags
+from condsynth.cli.common import add_device_flag, add_fast_path_flags
 from condsynth.errors import ConfigError
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``condsynth studio`` to the CLI."""
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``condsynth studio``."""
     p = subparsers.add_parser(
         "studio", help="paint layouts in the browser and watch pictures appear",
         description="Serve a web page for trained runs: paint a label map (pix2pix, pix2pixHD, "
@@ -27,8 +27,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    "studio has no login, so expose it to a network only if you trust it)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks "
                    "a free one)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                   help="where the models run (default: CUDA when available, else CPU)")
+    add_device_flag(p, default="auto",
+                    help="where the models run (default: CUDA when available, else CPU)")
     add_fast_path_flags(p, channels_last=False)
     p.add_argument("--open", action="store_true", help="open the page in a web browser")
     p.add_argument("--verbose", action="store_true", help="log every request on stderr")

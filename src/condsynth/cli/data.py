@@ -1,0 +1,104 @@
+"""``condsynth data``: make datasets (procedural scenes, sketch/colour pairs) or check one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from condsynth.cli.common import add_quiet_flag
+from condsynth.errors import ConfigError
+
+# XDoG flags of `data sketches` with the defaults their help states (a test checks these
+# against XDoGParams; importing it here would load torch for every `condsynth --help`).
+XDOG_FLAGS = {
+    "sigma": (0.8, "narrow Gaussian scale in pixels: line width"),
+    "k": (1.6, "ratio of the wide Gaussian's scale"),
+    "tau": (0.98, "weight of the wide Gaussian; nearer 1 = more lines"),
+    "epsilon": (-0.01, "threshold where ink starts"),
+    "phi": (200.0, "steepness of the soft threshold"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``condsynth data procedural|check|sketches``."""
+    data = subparsers.add_parser("data", help="make or check datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND")
+
+    p = data_sub.add_parser("procedural", help="write the built-in procedural outdoor scenes "
+                            "in the pix2pixHD layout")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--count", type=int, default=500, help="training scenes")
+    p.add_argument("--test-count", type=int, default=None, help="test scenes (default 10%%)")
+    p.add_argument("--size", type=int, default=128, help="scene size in pixels (square)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
+    add_quiet_flag(p)
+    p.set_defaults(func=cmd_data_procedural)
+
+    p = data_sub.add_parser("check", help="report classes, counts, sizes and every problem")
+    p.add_argument("dir", help="dataset folder")
+    p.add_argument("--layout", default="auto", help="dataset layout (default: detect)")
+    p.add_argument("--num-classes", type=int, help="flag label values at or above this")
+    p.add_argument("--palette", help="JSON mapping colours to class ids, for RGB label maps")
+    p.add_argument("--labeled-per-class", type=int, help="class data: check the semi-supervised "
+                   "split keeping this many labels per class")
+    p.add_argument("--attributes", help="attribute tables: report only these, comma-separated")
+    p.add_argument("--idx-prefix", help="IDX files: which set of a folder holding several, "
+                   "e.g. emnist-letters")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_data_check)
+
+    p = data_sub.add_parser(
+        "sketches", help="turn a folder of images into sketch/colour pairs (XDoG lines)",
+        description="Extract XDoG line drawings (Winnemöller et al. 2012) from every image under "
+        "IMAGES_DIR (searched recursively) and write OUT/train_sketch/ + OUT/train_img/ (and "
+        "test_* with --test-count): the sketch_pairs layout that `condsynth train --method "
+        "autopainter --data OUT` reads. Parameters act on grey levels in [0, 1].")
+    p.add_argument("images", metavar="IMAGES_DIR", help="folder of colour images")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--size", type=int, default=None,
+                   help="resize each image so that its shorter side is this many pixels first "
+                   "(default: keep the size)")
+    p.add_argument("--test-count", type=int, default=0,
+                   help="the last N images (by name) go to test_sketch/ + test_img/")
+    for name, (default, text) in XDOG_FLAGS.items():
+        p.add_argument(f"--{name}", type=float, default=None, help=f"{text} (default {default:g})")
+    p.add_argument("--binarize", action="store_true", help="pure black and white lines")
+    p.add_argument("--random", action="store_true",
+                   help="draw the XDoG parameters per image (varied line styles) instead")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random (same seed, same files)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_data_sketches)
+
+
+def cmd_data_procedural(args: argparse.Namespace) -> int:
+    from condsynth.data.procedural import write_dataset
+
+    summary = write_dataset(args.out, args.count, args.size, args.seed,
+                            test_count=args.test_count, progress=not args.quiet)
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from condsynth.data.check import check_dataset
+
+    attributes = [a.strip() for a in args.attributes.split(",")] if args.attributes else None
+    report = check_dataset(args.dir, layout=args.layout, num_classes=args.num_classes,
+                           palette=args.palette, labeled_per_class=args.labeled_per_class,
+                           attributes=attributes, idx_prefix=args.idx_prefix)
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.text())
+    return 0 if report.ok else 1
+
+
+def cmd_data_sketches(args: argparse.Namespace) -> int:
+    from condsynth.data.sketches import XDoGParams, write_sketch_pairs
+
+    given = {name: getattr(args, name) for name in XDOG_FLAGS if getattr(args, name) is not None}
+    params = XDoGParams(binarize=args.binarize, **given)
+    if params.sigma <= 0 or params.k <= 0:
+        raise ConfigError(f"--sigma {params.sigma} and --k {params.k} must be positive")
+    summary = write_sketch_pairs(args.images, args.out, params, random_params=args.random,
+                                 size=args.size, test_count=args.test_count, seed=args.seed,
+                                 progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,36 @@
+"""``condsynth sample``: images drawn from a noise-driven model (GAN toolbox)."""
+
+from __future__ import annotations
+
+import argparse
+
+from condsynth.cli.common import add_device_flag, add_quiet_flag
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``condsynth sample``."""
+    p = subparsers.add_parser(
+        "sample", help="draw images from a noise-driven model (PNG files, grid, index.html)",
+        description="Draw N images from a model that generates from noise (DCGAN, ProGAN, ...): "
+        "of one class with --class K, else cycling through the classes of a class-conditional "
+        "model. Writes sample_NNNN.png, grid.png and index.html into --out.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--count", type=int, default=64, help="how many images (default 64)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--class", dest="cls", type=int, default=None, metavar="K",
+                   help="class id for class-conditional models")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward (default 64)")
+    add_device_flag(p, default="auto", help="where the model runs (default: CUDA when available)")
+    add_quiet_flag(p)
+    p.set_defaults(func=cmd_sample)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from condsynth.api import load
+    from condsynth.sampling import sample
+
+    page = sample(load(args.run, device=args.device), args.count, args.out, args.cls,
+                  args.seed, args.batch_size, progress=not args.quiet)
+    print(f"wrote {args.count} samples: {page}")
+    return 0

@@ -1,0 +1,122 @@
+"""``condsynth train``: settings from --config, then the flags, then ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from condsynth.cli.common import add_config_flag, add_device_flag, add_overrides, add_quiet_flag
+from condsynth.config import PRECISIONS
+from condsynth.errors import CondsynthError, ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``condsynth train``."""
+    p = subparsers.add_parser(
+        "train", help="train a method on a dataset folder",
+        description="Train a method. Settings come from --config (a YAML file or preset name), "
+        "then the flags, then key=value overrides such as train.lr_g=1e-4 or model.ngf=32. "
+        "Unknown keys are errors.")
+    p.add_argument("--method", help="registered method (pix2pix, pix2pixhd, spade, ...)")
+    add_config_flag(p, "YAML config file or preset name")
+    p.add_argument("--data", help="dataset folder (layout detected, or data.layout=...)")
+    p.add_argument("--run", required=True, help="run directory to write (or resume)")
+    p.add_argument("--max-steps", type=int, help="training steps (iterations)")
+    p.add_argument("--size", type=int, help="training resolution (sets data.load_size and "
+                   "data.crop_size)")
+    p.add_argument("--batch-size", type=int, help="batch size per process")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--precision", choices=PRECISIONS, help="mixed precision")
+    p.add_argument("--instance", dest="instance", action="store_true", default=None,
+                   help="use instance maps (default: when the dataset has them)")
+    p.add_argument("--no-instance", dest="instance", action="store_false",
+                   help="ignore instance maps")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run exactly")
+    p.add_argument("--overwrite", action="store_true", help="start anew in an existing --run")
+    p.add_argument("--init-from", metavar="RUN_DIR", help="start from another run's weights "
+                   "(fine-tuning; pix2pixHD: a local-enhancer run from its global run)")
+    add_device_flag(p)
+    add_quiet_flag(p)
+    add_overrides(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from condsynth.train import prepare_config, train
+
+    if not args.resume and not args.data and not args.config:
+        raise ConfigError("no dataset: pass --data DIR (for example a folder made by "
+                          "`condsynth data procedural --out DIR`)")
+    config = prepare_config(training_config(args))
+    run = Path(args.run)
+    if not args.resume and (run / "config.yaml").exists() and not args.overwrite:
+        raise ConfigError(f"{run} already holds a run. Fix: --resume to continue it, "
+                          "--overwrite to start again in it, or choose another --run.")
+    result = train(config, run, resume=args.resume, progress=not args.quiet,
+                   init_from=args.init_from)
+    print(f"trained {config.method} to step {result.step} in {result.seconds:.0f} s; "
+          f"samples: {run / 'index.html'}")
+    return 0
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The common training flags as ``section.key=value`` overrides."""
+    out = []
+    if getattr(args, "data", None):
+        out.append(f"data.root={json.dumps(str(args.data))}")
+    if getattr(args, "max_steps", None) is not None:
+        out.append(f"train.max_steps={args.max_steps}")
+    if getattr(args, "size", None) is not None:
+        out += [f"data.load_size={args.size}", f"data.crop_size={args.size}"]
+    if getattr(args, "batch_size", None) is not None:
+        out.append(f"train.batch_size={args.batch_size}")
+    if getattr(args, "seed", None) is not None:
+        out.append(f"train.seed={args.seed}")
+    if getattr(args, "device", None):
+        out.append(f"train.device={args.device}")
+    if getattr(args, "precision", None):
+        out.append(f"train.precision={args.precision}")
+    if getattr(args, "instance", None) is not None:
+        out.append(f"label.use_instance={str(args.instance).lower()}")
+    return out
+
+
+def training_config(args: argparse.Namespace) -> Any:
+    """The run's config: the resumed run's, or --config / the method's defaults, then the
+    flags and overrides."""
+    from condsynth import checkpoint
+    from condsynth.config import apply_overrides
+    from condsynth.presets import load_preset_raw
+    from condsynth.registry import default_config, parse_config
+
+    overrides = flag_overrides(args) + list(args.overrides)
+    if args.resume:
+        config = checkpoint.read_config(args.run)
+        raw = config.to_dict()
+    elif args.config:
+        raw = load_preset_raw(args.config)
+        if args.method:
+            raw["method"] = args.method
+    else:
+        raw = default_config(args.method or "pix2pix").to_dict()
+        raw["condition"]["num_classes"] = None
+    config = parse_config(apply_overrides(raw, overrides), where="configuration")
+    if not args.resume and args.instance is None and config.data.root:
+        config.condition.use_instance = (config.condition.kind == "label_map"
+                                         and dataset_has_instances(config.data.root,
+                                                                   config.data.layout))
+    return config
+
+
+def dataset_has_instances(root: str, layout: str) -> bool:
+    """Whether every training pair of the dataset comes with an instance map."""
+    from condsynth.data.layouts import IMAGE_CONDITION_LAYOUTS, discover
+
+    try:
+        resolved, samples = discover(root, layout, "train", use_instance=False)
+    except CondsynthError:
+        return False
+    return bool(samples) and resolved not in IMAGE_CONDITION_LAYOUTS and all(
+        s.instance is not None for s in samples)
