@@ -20,11 +20,10 @@ from condsynth.methods.pix2pixhd import (
     GlobalGenerator,
     LocalEnhancer,
     Pix2PixHD,
-    compute_features,
     init_from_global,
     instance_average,
-    kmeans,
 )
+from condsynth.methods.pix2pixhd_looks import compute_features, kmeans
 from condsynth.presets import load_preset
 from condsynth.registry import build_method, default_config, parse_config
 

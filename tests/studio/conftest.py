@@ -62,7 +62,7 @@ def studio_runs(tmp_path_factory) -> dict[str, Path]:
     Auto-painter with colour hints. Untrained weights still make layout-dependent pictures,
     which is all the studio's tests need."""
     from condsynth.data.procedural import write_dataset
-    from condsynth.methods.pix2pixhd import compute_features
+    from condsynth.methods.pix2pixhd_looks import compute_features
     from condsynth.train import prepare_config, train
 
     root = tmp_path_factory.mktemp("studio")

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from condsynth.methods.pix2pixhd import compute_features
+    from condsynth.methods.pix2pixhd_looks import compute_features
 
     out = compute_features(args.run, args.data, n_clusters=args.clusters,
                            device=args.device or "auto")
