@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# The tiers' hooks (markers, CONDSYNTH_REQUIRE_ALL) live in tests/tiers.py, which loads no torch.
+from tests.tiers import pytest_collection_modifyitems, pytest_runtest_makereport  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 
 

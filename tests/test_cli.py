@@ -133,6 +133,7 @@ def test_bad_label_maps_get_clear_errors_without_traceback(trained, tmp_path, ma
     assert str(path) in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_training_data_names_the_file(tmp_path):
     from condsynth.data.procedural import write_dataset
 
@@ -177,6 +178,7 @@ def test_every_command_module_is_registered_and_help_loads_no_torch():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_small(tmp_path, capsys):
     out = tmp_path / "demo"
     small = ["model.ngf=8", "model.ndf=8", "model.num_downs=5"]
@@ -190,6 +192,7 @@ def test_demo_end_to_end_small(tmp_path, capsys):
                  "--quiet", *small]) == 0
 
 
+@pytest.mark.slow
 def test_demo_budget_is_measured(tmp_path):
     from condsynth.config import apply_overrides
     from condsynth.data.procedural import write_dataset

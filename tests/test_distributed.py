@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from tests.conftest import REPO
@@ -33,6 +34,8 @@ def assert_equal_states(a, b):
             assert torch.allclose(a[key], b[key], atol=1e-6), key
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_two_processes_hold_identical_weights_and_resume_exactly(scenes, tmp_path):
     full = torchrun(tmp_path, scenes, tmp_path / "full", tmp_path / "out_full", 4, "new")
     assert_equal_states(full[0], full[1])

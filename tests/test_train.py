@@ -47,6 +47,7 @@ def test_lr_schedule_is_constant_then_linear():
     assert lr_factor(100, 100, 0.5) == 0.0
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(scenes, tmp_path):
     config = scenes_config(scenes, ["train.max_steps=6", "train.checkpoint_every=100"])
     train(config, tmp_path / "full", progress=False)
@@ -59,6 +60,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(scenes, tmp_path):
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "split"))
 
 
+@pytest.mark.slow
 def test_n_steps_then_resume_to_2n_equals_2n(scenes, tmp_path):
     # Constant learning rate, so that "--max-steps N" and "--max-steps 2N" share a schedule.
     extra = ["train.decay_start=1.0", "train.ema=0.9"]
@@ -115,6 +117,7 @@ def test_crash_before_commit_keeps_previous_checkpoint(scenes, tmp_path, monkeyp
     assert not (run / checkpoint.STAGING).exists()
 
 
+@pytest.mark.slow
 def test_crash_during_commit_is_rolled_forward(scenes, tmp_path, monkeypatch):
     run = tmp_path / "run"
     config = scenes_config(scenes)
@@ -143,6 +146,7 @@ def test_crash_during_commit_is_rolled_forward(scenes, tmp_path, monkeypatch):
     assert not (run / checkpoint.STAGING).exists()
 
 
+@pytest.mark.slow
 def test_kill_at_any_moment_leaves_a_loadable_checkpoint(scenes, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "condsynth", "train", "--method", "pix2pix",

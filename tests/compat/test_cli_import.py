@@ -4,6 +4,7 @@ clusters a run's instance features."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from condsynth.cli import main
@@ -11,6 +12,7 @@ from condsynth.train import prepare_config, train
 from tests.tiny import tiny_config
 
 
+@pytest.mark.parity
 def test_imported_official_run_synthesizes_the_official_picture(official_fixtures, tmp_path):
     case = official_fixtures / "pix2pixhd-global"
     run = tmp_path / "run"

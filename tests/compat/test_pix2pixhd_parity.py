@@ -32,6 +32,8 @@ from condsynth.data.dataset import image_to_tensor
 from condsynth.data.io import read_image, read_instance, read_label
 from condsynth.errors import CheckpointError
 
+pytestmark = pytest.mark.parity
+
 CASES = ["pix2pixhd-global", "pix2pixhd-local", "pix2pixhd-feat"]
 LOSS_NAMES = {"G_GAN": "g_gan", "G_GAN_Feat": "g_feat", "G_VGG": "g_vgg", "D_real": "d_real",
               "D_fake": "d_fake"}
@@ -110,6 +112,7 @@ def test_loss_terms_equal_the_official_ones(official_fixtures, tmp_path, name):
     assert np.abs(out["fake"].detach().numpy() - fake).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_a_full_torchvision_vgg19_file_loads_too(official_fixtures, tmp_path):
     """A real torchvision file also holds the classifier; the loss must read it the same."""
     import torchvision

@@ -24,6 +24,8 @@ from condsynth.data.io import read_image, read_instance, read_label
 from condsynth.errors import CheckpointError
 from condsynth.registry import merged
 
+pytestmark = pytest.mark.parity
+
 CASES = ["spade-default", "spade-vae"]
 TOLERANCE = 1e-4
 LOSS_NAMES = {"g_gan": ("generator", "GAN"), "g_feat": ("generator", "GAN_Feat"),

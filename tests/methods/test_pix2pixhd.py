@@ -218,6 +218,7 @@ def test_vgg_is_built_only_by_the_generator_step(tmp_path):
         method.generator_step(batch, out)
 
 
+@pytest.mark.parity
 def test_vgg_term_uses_lambda_feat(official_fixtures):
     vgg = str(official_fixtures / "vgg19-features.pth")
     method = build_method(hd_config("model.vgg_loss=true", f"model.vgg_weights={vgg}",

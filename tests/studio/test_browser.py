@@ -30,9 +30,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SHOTS = Path(os.environ.get("CONDSYNTH_STUDIO_SHOTS", "/tmp/studio_shots"))
 SKY, GRASS, ROAD, TREE, CAR = 0, 4, 5, 7, 8
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not CHROMIUM.is_file(), reason="browser tests need Debian's Chromium at /usr/bin/chromium "
-    "(apt-get install -y chromium; .ci/run installs it)")
+    "(apt-get install -y chromium; .ci/run installs it)")]
 
 
 @pytest.fixture(scope="module")
