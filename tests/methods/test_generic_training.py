@@ -40,6 +40,7 @@ def saved(run: Path) -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", METHODS)
 def test_resume_is_exact_for_every_method(name, scenes, tmp_path):
     extra = data_for(name, scenes, tmp_path) + ["train.max_steps=4", "train.checkpoint_every=100",

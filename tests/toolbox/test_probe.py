@@ -43,6 +43,7 @@ def test_conv_features_pool_every_convolution_to_4x4(dcgan_run):
     assert features.shape == (2, 8 * 16 + 16 * 16 + 1)
 
 
+@pytest.mark.slow
 def test_probe_reports_three_feature_sets(dcgan_run, class_data, tmp_path, capsys):
     assert main(["probe", str(dcgan_run), "--data", str(class_data), "--labels-per-class",
                  "4", "--out", str(tmp_path), "--device", "cpu"]) == 0
