@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``condsynth`` parser with every subcommand of :data:`COMMANDS` registered."""
     parser = argparse.ArgumentParser(
         prog="condsynth", description="Conditional image synthesis: label maps, instance maps "
-        "and sketches in, pictures out (pix2pix, pix2pixHD, SPADE, Auto-painter).")
+        "and sketches in, pictures out (pix2pix, pix2pixHD, SPADE, Auto-painter); GANs "
+        "that generate from noise, a class or attributes (DCGAN).")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
