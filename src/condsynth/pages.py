@@ -73,16 +73,22 @@ def save_png(array: np.ndarray, path: str | Path) -> None:
 
 def write_table_page(path: str | Path, title: str, headers: Sequence[str],
                      rows: Sequence[Sequence[str]], notes: Sequence[str] = (),
-                     refresh_seconds: int | None = None) -> None:
+                     refresh_seconds: int | None = None, image_scale: int | None = None) -> None:
     """An ``index.html`` with one table row of images per item; cells are paths relative to the
-    page (images) or plain text (anything not ending in .png/.jpg)."""
+    page (images) or plain text (anything not ending in .png/.jpg). Images show 256 pixels
+    wide, or ``image_scale`` times their own size (grids of different widths side by side)."""
     refresh = (f'<meta http-equiv="refresh" content="{refresh_seconds}">'
                if refresh_seconds else "")
+    folder = Path(path).parent
 
     def cell(value: str) -> str:
         if value.lower().endswith((".png", ".jpg", ".jpeg")):
             src = html.escape(value, quote=True)
-            return f'<td><a href="{src}"><img src="{src}" alt="{src}"></a></td>'
+            size = ""
+            if image_scale is not None and (folder / value).is_file():
+                with Image.open(folder / value) as image:
+                    size = f' style="width: {image.width * image_scale}px"'
+            return f'<td><a href="{src}"><img src="{src}" alt="{src}"{size}></a></td>'
         return f"<td>{html.escape(value)}</td>"
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)

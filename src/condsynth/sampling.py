@@ -106,8 +106,9 @@ def sample(method: Method, count: int, out: str | Path, cls: int | None = None, 
     notes = [f"{count} samples of {method.config.method}, seed {seed}"
              + ("" if cls is None else f", class {_class_name(cls, names)}"),
              "grid.png holds them all" + ("" if classes is None else " (a column per class)")]
+    rows.insert(0, ["all", "", "grid.png"])
     write_table_page(out / "index.html", "condsynth samples", ["#", "class", "sample"], rows,
-                     notes)
+                     notes, image_scale=3)
     return out / "index.html"
 
 
@@ -201,5 +202,5 @@ def explore(method: Method, out: str | Path, walks: int = 4, steps: int = 8,
         rows.append([f"result: the signed sum (first), then with {noise}·N(0, I) added",
                      "arithmetic_result.png"])
     write_table_page(out / "index.html", "condsynth latent space", ["what", "pictures"], rows,
-                     notes)
+                     notes, image_scale=3)
     return out / "index.html"
