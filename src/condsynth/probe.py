@@ -192,12 +192,18 @@ def probe(run_dir: str | Path, data_root: str | Path, labels_per_class: int = 10
     torch.manual_seed(seed + 1)
     untrained = build_method(config).to(method.device).eval()
     dev = method.device
+    # Only the labelled images of the draws are needed from the training split.
+    draws_picks = [labelled_subset(train_y, labels_per_class, num_classes, seed + d)
+                   for d in range(draws)]
+    needed = torch.unique(torch.cat(draws_picks))
+    row = torch.full((len(train_y),), -1, dtype=torch.long)
+    row[needed] = torch.arange(len(needed))
     feature_sets: dict[str, tuple[Tensor, Tensor]] = {}
     for name, model in (("trained D", method), ("untrained D", untrained)):
         reestimate_batch_norm(model, train_x[:5000].to(dev))
-        feature_sets[name] = (extract(lambda b, m=model: conv_features(m, b.to(dev)), train_x),
-                              extract(lambda b, m=model: conv_features(m, b.to(dev)), test_x))
-    feature_sets["raw pixels"] = (train_x.flatten(1), test_x.flatten(1))
+        features = lambda b, m=model: conv_features(m, b.to(dev))      # noqa: E731
+        feature_sets[name] = (extract(features, train_x[needed]), extract(features, test_x))
+    feature_sets["raw pixels"] = (train_x[needed].flatten(1), test_x.flatten(1))
     results: dict[str, Any] = {
         "run": str(run_dir), "data": str(data_root), "labels_per_class": labels_per_class,
         "classifier": classifier, "draws": draws, "test_images": len(test_y),
@@ -205,9 +211,8 @@ def probe(run_dir: str | Path, data_root: str | Path, labels_per_class: int = 10
         "accuracy": {}}
     for name, (train_f, test_f) in feature_sets.items():
         scores = []
-        for draw in range(draws):
-            picks = labelled_subset(train_y, labels_per_class, num_classes, seed + draw)
-            x, y = train_f[picks], train_y[picks]
+        for draw, picks in enumerate(draws_picks):
+            x, y = train_f[row[picks]], train_y[picks]
             l2 = select_l2(x, y, num_classes, classifier, seed=seed + draw)
             xs, ts = standardize(x, test_f)
             w, b = fit_linear(xs, y, num_classes, classifier, l2)
