@@ -1,9 +1,10 @@
 """The studio's web server: the page, and an HTTP API around ``Method.generate``.
 
 The page (``static/``) paints a layout in the browser and asks this server for the picture, as
-GauGAN's demo did (Park et al., CVPR 2019). Built on the standard library's threading HTTP
-server: no dependency beyond condsynth's own, full control over body sizes, and one thread per
-request, so a slow picture never blocks the page's other requests.
+GauGAN's demo did (Park et al., CVPR 2019); noise-driven models (DCGAN) get new samples, a class
+to draw and a walk between two latent codes instead of a canvas. Built on the standard library's
+threading HTTP server: no dependency beyond condsynth's own, full control over body sizes, and
+one thread per request, so a slow picture never blocks the page's other requests.
 
 HTTP API (JSON in and out unless said otherwise; every error is ``{"error": message}`` with a
 4xx status for a problem with the request and 500 when the model itself failed):
@@ -12,11 +13,13 @@ HTTP API (JSON in and out unless said otherwise; every error is ``{"error": mess
 ``GET /``, ``GET /static/NAME``       the page and its files (a fixed list read at start;
                                       no other path of the disk is ever served)
 ``GET /health``                       ``{"status": "ok", "models": N, "device": ...}``
-``GET /api/models``                   every run: id, method, mode (``paint`` / ``sketch``),
-                                      canvas size, classes, which style controls apply
+``GET /api/models``                   every run: id, method, mode (``paint`` / ``sketch`` /
+                                      ``sample``), canvas size, classes, which style
+                                      controls apply, ``latent_size`` (sample mode)
 ``GET /api/looks?model=ID``           pix2pixHD: a thumbnail per clustered look of each class
-``POST /api/generate``                a layout (or sketch) in; ``{"image": data URL of the
-                                      PNG, "ms": inference time, "seed", "notes"}`` out
+``POST /api/generate``                a layout, a sketch or seeds in; ``{"image": data URL
+                                      of the PNG, "ms": inference time, "seed", "notes"}``
+                                      out
 ``POST /api/upload/KIND?model=ID``    a file as the raw request body (KIND ``label``,
 ``&name=FILE``                        ``instance``, ``style`` or ``sketch``): decoded,
                                       checked against the model, resized to its canvas
@@ -28,12 +31,24 @@ Maps travel as ``{"width": W, "height": H, "dtype": "uint8" | "uint16" | "int32"
 base64 of the little-endian values, row by row}`` (``"channels": 4`` for the RGBA hint layer):
 exact ids, no colour round trip. A generate request holds ``model``, ``seed`` and either
 ``label`` (+ ``instance``, ``style`` (base64 PNG), ``looks`` ``{class: cluster}``,
-``instance_looks`` ``{instance id: cluster}``) or ``sketch`` (+ ``hints``).
+``instance_looks`` ``{instance id: cluster}``) or ``sketch`` (+ ``hints``) or, for a sample
+model (capability UNCONDITIONAL or CLASS), ``class`` (an id; class models only) and, when the
+model has a latent, ``seed_b`` and ``t`` (a number in 0..1, default 0): the point at ``t`` on
+the straight walk from the code of ``seed`` (sample A) to the code of ``seed_b`` (sample B).
 
 Reproducibility: every picture is ``torch.manual_seed(seed)`` followed by one ``generate``
 call, so the same layout and seed give the same picture as a direct call in Python. Torch's
 random generator is one per process, so seeding and generating are serialized by one lock
 (besides each model's own lock): concurrent requests queue instead of mixing their noise.
+A sample model with a latent draws its codes from generators of their own::
+
+    z_a = torch.randn(1, method.latent_size(), generator=torch.Generator().manual_seed(seed))
+    z_b = torch.randn(1, method.latent_size(), generator=torch.Generator().manual_seed(seed_b))
+    torch.manual_seed(seed)
+    picture = method.generate(cond, z=(1 - t) * z_a + t * z_b)  # cond: tensor([class]) or None
+
+(``z = z_a`` without ``seed_b``); one without a latent is ``torch.manual_seed(seed)`` and
+``method.generate(cond, batch_size=1)``. Greyscale models answer with a greyscale PNG.
 """
 
 from __future__ import annotations
@@ -74,7 +89,8 @@ from condsynth.pages import default_colours
 from condsynth.synthesize import resize_map, valid_size
 
 __all__ = ["StudioError", "StudioModel", "StudioServer", "make_server", "load_models", "model_ids",
-           "class_table", "derive_instances", "decode_array", "encode_array", "is_loopback"]
+           "class_table", "sample_classes", "latent_code", "derive_instances", "decode_array",
+           "encode_array", "is_loopback"]
 
 MAX_UPLOAD_BYTES = 16 * 2**20      # one uploaded file (a style photo, a label map)
 MAX_UPLOAD_PIXELS = 40_000_000     # decoded size of an upload (a PNG bomb stops here)
@@ -249,6 +265,19 @@ def class_table(label_config: Any) -> list[dict[str, Any]]:
             for i in range(n)]
 
 
+def sample_classes(spec: Any) -> list[dict[str, Any]]:
+    """The classes a class-conditional model draws: ``[{"id", "name"}]`` ("class i" where the
+    run's config names none)."""
+    names = [str(name) for name in spec.class_names]
+    return [{"id": i, "name": names[i] if i < len(names) else f"class {i}"}
+            for i in range(int(spec.num_classes or 0))]
+
+
+def latent_code(seed: int, size: int) -> torch.Tensor:
+    """The (1, size) code of a seed in sample mode: N(0, I) from a generator of its own."""
+    return torch.randn(1, size, generator=torch.Generator().manual_seed(seed))
+
+
 class StudioModel:
     """One run served by the studio: the loaded method, its canvas and controls, and a lock.
 
@@ -257,8 +286,10 @@ class StudioModel:
         run_dir: the run directory (shown in the page).
         method: the method from :func:`condsynth.api.load`.
 
-    The canvas is the run's training crop (``data.crop_size`` wide, ``crop_size /
-    aspect_ratio`` high), rounded to a size the network takes (:meth:`Method.size_multiple`).
+    The mode follows the method's capabilities: ``paint`` (a label map), ``sketch`` (a line
+    drawing) or ``sample`` (noise alone, or a class). The canvas is the run's training crop
+    (``data.crop_size`` wide, ``crop_size / aspect_ratio`` high), rounded to a size the network
+    takes (:meth:`Method.size_multiple`); in sample mode it is the size of the pictures.
     """
 
     def __init__(self, model_id: str, run_dir: str | Path, method: Method) -> None:
@@ -272,17 +303,29 @@ class StudioModel:
             self.mode = "paint"
         elif Capability.SKETCH in capabilities:
             self.mode = "sketch"
+        elif capabilities & {Capability.UNCONDITIONAL, Capability.CLASS}:
+            self.mode = "sample"
         else:
             raise CondsynthError(
                 f"{run_dir}: this {config.method} run is conditioned on a "
                 f"{describe_condition(spec)}, which the studio cannot take (it paints label "
-                "maps and line sketches). Fix: use `condsynth synthesize` for it.")
+                "maps, colours line sketches and samples from noise or a class). Fix: use "
+                "`condsynth synthesize` for it.")
         multiple = method.size_multiple()
         self.width = valid_size(config.data.crop_size, multiple)
         self.height = valid_size(round(config.data.crop_size / config.data.aspect_ratio),
                                  multiple)
-        self.classes = class_table(spec) if self.mode == "paint" else []
-        self.things = frozenset(c["id"] for c in self.classes if c["thing"])
+        self.classes: list[dict[str, Any]] = []
+        self.things: frozenset[int] = frozenset()
+        if self.mode == "paint":
+            self.classes = class_table(spec)
+            self.things = frozenset(c["id"] for c in self.classes if c["thing"])
+        elif Capability.CLASS in capabilities:
+            self.classes = sample_classes(spec)
+        # Sample mode: the length of z when the model samples from a latent the studio can
+        # draw and walk in, else None (another seed is then the only control).
+        self.latent_size = (method.latent_size() if self.mode == "sample"
+                            and Capability.LATENT in capabilities else None)
         # Which controls apply: what the method declares it can do.
         self.hints = Capability.HINTS in capabilities
         self.style_image = self.mode == "paint" and Capability.STYLE_IMAGE in capabilities
@@ -311,7 +354,8 @@ class StudioModel:
             "use_instance": bool(spec.use_instance), "label_dtype": self.label_dtype,
             "style_image": self.style_image, "random": self.random,
             "looks": {str(c): k for c, k in sorted(self.clusters.items())},
-            "hints": self.hints,
+            "hints": self.hints, "latent": self.latent_size is not None,
+            "latent_size": self.latent_size,
         }
 
     # ----------------------------------------------------------------------------- checks
@@ -330,14 +374,17 @@ class StudioModel:
     # ----------------------------------------------------------------------------- synthesis
     def _run(self, seed: int, generate: Any) -> tuple[np.ndarray, float, list[str]]:
         """``torch.manual_seed(seed)``, then ``generate()`` -> (picture, milliseconds, notes),
-        under the model's lock and the process-wide RNG lock; warnings become notes."""
+        under the model's lock and the process-wide RNG lock; warnings become notes. The
+        picture is (H, W, 3) uint8, or (H, W) for a greyscale model (a greyscale PNG)."""
         with self.lock, _RNG_LOCK, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             start = time.perf_counter()
             torch.manual_seed(seed)
-            fake = generate()                                            # (1, 3, H, W)
+            fake = generate()                                            # (1, C, H, W)
             picture = tensor_to_image(fake[0])   # on the CPU: the time includes any GPU sync
             ms = (time.perf_counter() - start) * 1000.0
+        if fake.shape[1] == 1:
+            picture = picture[..., 0]            # tensor_to_image repeats the one channel
         notes = list(dict.fromkeys(str(w.message) for w in caught))
         return picture, ms, notes
 
@@ -382,6 +429,24 @@ class StudioModel:
                                   "strokes")
             kwargs["hints"] = hints_from_array(hints)[None].to(self.method.device)
         return self._run(seed, lambda: self.method.generate(sketch_t, **kwargs))
+
+    def sample(self, seed: int, cls: int | None = None, seed_b: int | None = None,
+               t: float = 0.0) -> tuple[np.ndarray, float, list[str]]:
+        """A noise-driven model's picture (the recipe of the module docstring): z on the walk
+        from the code of ``seed`` (t=0) to the code of ``seed_b`` (t=1) when the model has a
+        latent, else ``generate(cond, batch_size=1)`` after ``torch.manual_seed(seed)``;
+        ``cls`` is the class of a class model."""
+        method = self.method
+        cond = (None if cls is None
+                else torch.tensor([cls], dtype=torch.int64, device=method.device))     # (1,)
+        if self.latent_size is None:
+            return self._run(seed, lambda: method.generate(cond, batch_size=1))
+        # Codes from generators of their own: the same seed is the same z, whatever else
+        # drew from torch's global generator.
+        z = latent_code(seed, self.latent_size)                                # (1, latent)
+        if seed_b is not None:
+            z = (1 - t) * z + t * latent_code(seed_b, self.latent_size)
+        return self._run(seed, lambda: method.generate(cond, z=z.to(method.device)))
 
     def look_thumbnails(self) -> list[dict[str, Any]]:
         """pix2pixHD: ``[{"id": class, "looks": [data URL, ...]}]``, one small picture per
@@ -685,6 +750,9 @@ class StudioHandler(BaseHTTPRequestHandler):
             if model.mode == "sketch" and kind != "sketch":
                 raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
                                   f"model {model.id} colours sketches; upload a sketch")
+            if model.mode == "sample":
+                raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
+                                  f"model {model.id} samples from noise; it takes no files")
             return self._json(HTTPStatus.OK, handlers[kind](model, data, name))
         request = self._request()
         if path == "/api/generate":
@@ -742,12 +810,11 @@ class StudioHandler(BaseHTTPRequestHandler):
 
     def _generate(self, request: dict[str, Any]) -> dict[str, Any]:
         model = self.server.model(request.get("model"))
-        seed = request.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-            raise StudioError(HTTPStatus.BAD_REQUEST, f"seed {seed!r}: expected an integer in "
-                              "0..2**63-1")
+        seed = _seed(request.get("seed", 0), "seed")
         h, w = model.height, model.width
-        if model.mode == "sketch":
+        if model.mode == "sample":
+            picture, ms, notes = model.sample(seed, *_sample_request(request, model))
+        elif model.mode == "sketch":
             sketch = decode_array(request.get("sketch"), "sketch", h, w, ("uint8",))
             hints = request.get("hints")
             if hints is not None:
@@ -803,7 +870,8 @@ class StudioHandler(BaseHTTPRequestHandler):
                                ("uint8",))
         else:
             raise StudioError(HTTPStatus.BAD_REQUEST, f"kind {kind!r}: expected label or "
-                              "instance (paint models), sketch (sketch models)")
+                              "instance (paint models), sketch (sketch models); sample "
+                              "models have no map")
         if ids.min(initial=0) < 0 or ids.max(initial=0) > 65535:
             raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY, f"{kind} ids outside 0..65535 "
                               "do not fit a 16-bit PNG")
@@ -831,6 +899,47 @@ class StudioHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+
+
+def _seed(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"{what} {value!r}: expected an integer in "
+                          "0..2**63-1")
+    return value
+
+
+def _sample_request(request: dict[str, Any],
+                    model: StudioModel) -> tuple[int | None, int | None, float]:
+    """``class``, ``seed_b`` and ``t`` of a sample-mode generate request, checked against the
+    model: (class or None, seed_b or None, t)."""
+    cls = request.get("class")
+    if model.classes:
+        names = ", ".join(f"{c['id']} {c['name']}" for c in model.classes)
+        if cls is None:
+            raise StudioError(HTTPStatus.BAD_REQUEST, f"class is missing: model {model.id} "
+                              f"draws one of the classes {names}; send its id")
+        if (isinstance(cls, bool) or not isinstance(cls, int)
+                or not 0 <= cls < len(model.classes)):
+            raise StudioError(HTTPStatus.BAD_REQUEST, f"class {cls!r}: expected the id of "
+                              f"one of model {model.id}'s classes {names}")
+    elif cls is not None:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"class {cls!r}: model {model.id} has no "
+                          "classes; leave it out")
+    seed_b, t = request.get("seed_b"), request.get("t")
+    if (seed_b is not None or t is not None) and model.latent_size is None:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"model {model.id} has no latent to walk "
+                          "in; leave out seed_b and t")
+    if seed_b is not None:
+        seed_b = _seed(seed_b, "seed_b")
+    if t is None:
+        t = 0.0
+    elif isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t <= 1:  # NaN too
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"t {t!r}: expected a number from 0 (the "
+                          "sample of seed) to 1 (the sample of seed_b)")
+    elif t and seed_b is None:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"t {t}: a point between two samples needs "
+                          "seed_b, the seed of the second")
+    return cls, seed_b, float(t)
 
 
 def _looks(raw: Any, what: str) -> dict[int, int]:
