@@ -3,9 +3,11 @@
 // The page keeps one document per model (switching back restores it): for paint models a
 // label map (class ids) and an instance map (Cityscapes encoding: stuff pixels hold their
 // class id, object k of thing class c holds c*1000+k), for sketch models a grey sketch (paper
-// 255, ink 0) and an RGBA hint layer (transparent = no hint). Maps go to the server as raw
-// little-endian arrays in base64, so ids are exact. One request at a time: strokes made while
-// a picture is being made are sent together when it is done.
+// 255, ink 0) and an RGBA hint layer (transparent = no hint), for sample models (noise-driven:
+// no canvas) the seeds of samples A and B, how far the picture is from A to B, and the class.
+// Maps go to the server as raw little-endian arrays in base64, so ids are exact. One request at
+// a time: strokes (or slider moves) made while a picture is being made are sent together when
+// it is done.
 "use strict";
 
 const UPDATE_DELAY_MS = 150;      // debounce after a stroke, a fill, an upload
@@ -83,9 +85,13 @@ function newDocument(m) {
   if (m.mode === "paint") {
     doc.label = new Uint16Array(n).fill(m.eraser);
     doc.instance = new Int32Array(n).fill(m.eraser);
-  } else {
+  } else if (m.mode === "sketch") {
     doc.sketch = new Uint8Array(n).fill(255);
     doc.hints = new Uint8ClampedArray(n * 4);
+  } else {
+    doc.seedB = 1;                // the other end of the walk
+    doc.walk = 0;                 // percent of the way from A (seed) to B (seedB)
+    doc.classId = 0;
   }
   return doc;
 }
@@ -336,6 +342,7 @@ function onEdge(instance, i, w) {
 
 function render() {
   const m = state.model;
+  if (m.mode === "sample") return;             // no canvas
   const d = doc();
   const canvas = $("layout");
   const ctx = canvas.getContext("2d");
@@ -396,9 +403,15 @@ function generateRequest() {
     if (d.style) request.style = d.style.split(",", 2)[1];
     if (Object.keys(d.looks).length) request.looks = d.looks;
     if (Object.keys(d.instanceLooks).length) request.instance_looks = d.instanceLooks;
-  } else {
+  } else if (m.mode === "sketch") {
     request.sketch = packArray(d.sketch, "uint8");
     if (d.hints.some((v, i) => i % 4 === 3 && v > 0)) request.hints = packArray(d.hints, "uint8", 4);
+  } else {
+    if (m.classes.length) request.class = d.classId;
+    if (m.latent) {
+      request.seed_b = d.seedB;
+      request.t = d.walk / 100;
+    }
   }
   return request;
 }
@@ -550,11 +563,44 @@ function showStyle(d) {
   if (d.style) $("style-preview").src = d.style; else $("style-preview").removeAttribute("src");
 }
 
+function randomSeed() { return Math.floor(Math.random() * 2 ** 31); }
+
 function anotherLook() {
   const d = doc();
-  d.seed = Math.floor(Math.random() * 2 ** 31);
+  d.seed = randomSeed();
   $("seed").textContent = String(d.seed);
   changed();
+}
+
+// ------------------------------------------------------------------ sample mode
+
+function showSample(d) {
+  $("seed-a").textContent = String(d.seed);
+  $("seed-b").textContent = String(d.seedB);
+  $("walk").value = String(d.walk);
+  $("walk-value").textContent = String(d.walk);
+  $("sample-class").value = String(d.classId);
+}
+
+// New sample shows the new A (the slider goes back to A), New B the new B (to B): a new end
+// of the walk is always seen first.
+function newSample(end) {
+  const d = doc();
+  if (end === "a") { d.seed = randomSeed(); d.walk = 0; } else { d.seedB = randomSeed(); d.walk = 100; }
+  showSample(d);
+  changed();
+}
+
+function buildClassPicker(m) {
+  const select = $("sample-class");
+  select.textContent = "";
+  for (const c of m.classes) {
+    const option = document.createElement("option");
+    option.value = String(c.id);
+    option.textContent = `${c.id} ${c.name}`;
+    select.append(option);
+  }
+  $("class-field").hidden = !m.classes.length;
 }
 
 async function loadLooks(m) {
@@ -712,10 +758,12 @@ function selectSize(index) {
   [...$("sizes").children].forEach((b, i) => b.classList.toggle("active", i === index));
 }
 
-// Displayed size: both pictures side by side in the space between the panels, whole-number
-// zoom when the canvas is small (crisp pixels).
+// Displayed size: both pictures side by side in the space between the panels (the result
+// alone in sample mode), whole-number zoom when the canvas is small (crisp pixels).
 function viewSize(m) {
-  const room = Math.floor(($("views").clientWidth - VIEW_GAP) / 2) - FIGURE_PADDING;
+  const pictures = m.mode === "sample" ? 1 : 2;
+  const room = Math.floor(($("views").clientWidth - VIEW_GAP * (pictures - 1)) / pictures) -
+    FIGURE_PADDING;
   const target = Math.max(VIEW_MIN_PX, Math.min(VIEW_PX, room));
   const longer = Math.max(m.width, m.height);
   const scale = longer <= target ? Math.floor(target / longer) : target / longer;
@@ -736,7 +784,10 @@ function showModel(m) {
   state.looksTarget = null;
   if (!state.docs.has(m.id)) state.docs.set(m.id, newDocument(m));
   const d = doc();
+  const sample = m.mode === "sample";
   for (const el of document.querySelectorAll("[data-mode]")) el.hidden = el.dataset.mode !== m.mode;
+  $("layout-figure").hidden = $("tool-section").hidden = sample;
+  $("walk-section").hidden = !sample || !m.latent;
   $("upload-instance-button").hidden = m.mode !== "paint" || !m.use_instance;
   $("download-instance").hidden = m.mode !== "paint" || !m.use_instance;
   $("edges-toggle").hidden = m.mode !== "paint" || !m.use_instance;
@@ -746,9 +797,12 @@ function showModel(m) {
   $("canvas-size").textContent = `${m.width}×${m.height}`;
   $("model-info").textContent = `${m.method} · ${m.mode} mode · ${m.run}`;
   const count = `${state.models.length} model${state.models.length === 1 ? "" : "s"}`;
-  $("status").textContent = m.mode === "paint"
-    ? `${count} · paint classes; the picture follows each stroke`
-    : `${count} · draw lines${m.hints ? " and colour hints" : ""}; the picture follows each stroke`;
+  $("status").textContent = {
+    paint: `${count} · paint classes; the picture follows each stroke`,
+    sketch: `${count} · draw lines${m.hints ? " and colour hints" : ""}; the picture follows each stroke`,
+    sample: `${count} · new samples${m.classes.length ? " of a chosen class" : ""}` +
+      `${m.latent ? "; slide from sample A to sample B" : ""}`,
+  }[m.mode];
   const eraserName = m.eraser === m.dontcare && !classInfo(m.eraser) ? "dont-care"
     : (classInfo(m.eraser) || { name: String(m.eraser) }).name;
   $("tool-eraser").title = `paint the background: ${eraserName} (class ${m.eraser}) (E)`;
@@ -763,18 +817,24 @@ function showModel(m) {
     const keep = ["brush", "fill", "eraser"].includes(state.tool) ||
       (state.tool === "pick" && Object.keys(m.looks).length > 0);
     selectTool(keep ? state.tool : "brush");
-  } else {
+  } else if (m.mode === "sketch") {
     selectTool(["pen", "hint", "rubber", "unhint"].includes(state.tool) ? state.tool : "pen");
+  } else {
+    buildClassPicker(m);
+    showSample(d);
   }
-  if (m.mode !== state.lastMode) state.sizeIndex = m.mode === "paint" ? 2 : 1;   // thin pen
-  state.lastMode = m.mode;
-  buildSizes(m);
+  if (!sample) {
+    if (m.mode !== state.lastMode) state.sizeIndex = m.mode === "paint" ? 2 : 1;   // thin pen
+    state.lastMode = m.mode;
+    buildSizes(m);
+  }
 
   const hasLooks = Object.keys(m.looks).length > 0;
-  $("random-section").hidden = !m.random;
+  const random = m.random && !sample;           // sample mode has New sample instead
+  $("random-section").hidden = !random;
   $("style-section").hidden = !m.style_image;
   $("looks-section").hidden = !hasLooks;
-  $("look-panel").hidden = !(m.random || m.style_image || hasLooks);
+  $("look-panel").hidden = !(random || m.style_image || hasLooks);
   layoutViews();
   $("seed").textContent = String(d.seed);
   showStyle(d);
@@ -825,6 +885,18 @@ function bindEvents() {
     changed();
   });
   $("another-look").addEventListener("click", anotherLook);
+  $("new-sample").addEventListener("click", () => newSample("a"));
+  $("new-b").addEventListener("click", () => newSample("b"));
+  $("walk").addEventListener("input", (e) => {
+    const d = doc();
+    d.walk = Number(e.target.value);
+    $("walk-value").textContent = String(d.walk);
+    changed();
+  });
+  $("sample-class").addEventListener("change", (e) => {
+    doc().classId = Number(e.target.value);
+    changed();
+  });
   $("looks-all").addEventListener("click", () => { state.looksTarget = null; drawLooks(); });
   for (const b of document.querySelectorAll("[data-close]")) {
     b.addEventListener("click", () => { $(b.dataset.close).hidden = true; });
@@ -842,7 +914,7 @@ function bindEvents() {
       return;
     }
     if ((e.ctrlKey || e.metaKey) && key === "y") { e.preventDefault(); redo(); return; }
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || !state.model || state.model.mode === "sample") return;
     const paint = state.model && state.model.mode === "paint";
     const tools = paint ? { b: "brush", f: "fill", e: "eraser" } : { p: "pen", h: "hint", e: "rubber" };
     if (tools[key] && !$(`tool-${tools[key]}`).hidden) selectTool(tools[key]);
