@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from condsynth.config import Config, apply_overrides
+from condsynth.data.dataset import tensor_to_image
 from condsynth.registry import default_config, parse_config
 
 SIZE = 32
@@ -36,6 +37,14 @@ SMALL: dict[str, list[str]] = {
 }
 # The runs the studio serves in the tests: their ids are the folder names.
 RUNS = {"p2p": "pix2pix", "spade": "spade", "hd": "pix2pixhd", "painter": "autopainter"}
+# Noise-driven runs (sample mode): DCGAN on a flat folder of greyscale pictures, and
+# class-conditional on class folders in colour.
+SAMPLE_RUNS: dict[str, list[str]] = {
+    "dcgan": ["condition.kind=none", "data.layout=image_folder", "data.channels=1"],
+    "cdcgan": ["condition.kind=class", "data.layout=class_folders", "data.channels=3"],
+}
+SAMPLE_CLASSES = ["circle", "square", "stripes"]       # class folders, sorted by name
+LATENT = 16
 
 
 def small_config(method: str, scenes: Path) -> Config:
@@ -46,6 +55,39 @@ def small_config(method: str, scenes: Path) -> Config:
     if method != "autopainter":
         raw["condition"].update(num_classes=11, use_instance=True)
     return parse_config(apply_overrides(raw, SMALL[method]))
+
+
+def sample_config(overrides: list[str], root: Path) -> Config:
+    raw = default_config("dcgan").to_dict()
+    raw["data"].update(root=str(root), load_size=SIZE, crop_size=SIZE)
+    # 100 steps (3 s): batch norm's running statistics have left their start (mean 0, var 1)
+    # and the pictures span most of 0..255 (after 30 steps they are all grey within +-6 levels),
+    # so another z, class or point of the walk is visibly another picture.
+    raw["train"].update(batch_size=8, max_steps=100, log_every=50, sample_every=1000,
+                        checkpoint_every=1000, num_samples=2, tensorboard=False)
+    return parse_config(apply_overrides(raw, [f"model.z_dim={LATENT}", "model.ngf=8",
+                                              "model.ndf=8", *overrides]))
+
+
+def write_shapes(root: Path, per_class: int = 4) -> tuple[Path, Path]:
+    """A flat folder of pictures and the same pictures in class folders: a disc, a square or
+    stripes in a random colour on a random background (32x32 PNGs)."""
+    rng = np.random.default_rng(0)
+    flat, classes = root / "flat", root / "classes"
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    masks = {"circle": (yy - 16) ** 2 + (xx - 16) ** 2 < 100,
+             "square": (abs(yy - 16) < 9) & (abs(xx - 16) < 9),
+             "stripes": (xx // 4) % 2 == 0}
+    for name in SAMPLE_CLASSES:
+        (classes / name).mkdir(parents=True)
+        for i in range(per_class):
+            picture = np.empty((SIZE, SIZE, 3), np.uint8)
+            picture[:] = rng.integers(0, 256, 3)
+            picture[masks[name]] = rng.integers(0, 256, 3)
+            for folder in (flat, classes / name):
+                folder.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(picture).save(folder / f"{name}_{i}.png")
+    return flat, classes
 
 
 @pytest.fixture(autouse=True)
@@ -59,8 +101,9 @@ def _one_thread() -> None:
 def studio_runs(tmp_path_factory) -> dict[str, Path]:
     """Tiny runs trained for 3 steps on 32x32 procedural scenes: pix2pix (dropout noise at
     test time), SPADE with the VAE, pix2pixHD with instance features clustered into looks,
-    Auto-painter with colour hints. Untrained weights still make layout-dependent pictures,
-    which is all the studio's tests need."""
+    Auto-painter with colour hints; DCGAN unconditional on greyscale pictures and
+    class-conditional in colour, for sample mode. Untrained weights still make layout-dependent
+    pictures, which is all the studio's tests need."""
     from condsynth.data.procedural import write_dataset
     from condsynth.methods.pix2pixhd_looks import compute_features
     from condsynth.train import prepare_config, train
@@ -79,6 +122,11 @@ def studio_runs(tmp_path_factory) -> dict[str, Path]:
                 train(prepare_config(small_config(method, scenes)), root / name, progress=False)
             runs[name] = root / name
         compute_features(runs["hd"], scenes, device="cpu")
+        flat, classes = write_shapes(root / "shapes")
+        for name, overrides in SAMPLE_RUNS.items():
+            data = classes if "condition.kind=class" in overrides else flat
+            train(prepare_config(sample_config(overrides, data)), root / name, progress=False)
+            runs[name] = root / name
     finally:
         torch.set_num_threads(threads)
     return runs
@@ -123,3 +171,17 @@ def assert_close(a: np.ndarray, b: np.ndarray) -> None:
     assert a.shape == b.shape
     worst = int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
     assert worst <= 1, f"pictures differ by {worst}/255"
+
+
+def sample_recipe(method: Any, seed: int, cls: int | None = None, seed_b: int | None = None,
+                  t: float = 0.0) -> np.ndarray:
+    """The picture of a sample-mode request, made as the server's module docstring says:
+    (H, W, 3) uint8 (a greyscale model's one channel repeated)."""
+    z = torch.randn(1, method.latent_size(), generator=torch.Generator().manual_seed(seed))
+    if seed_b is not None:
+        z_b = torch.randn(1, method.latent_size(),
+                          generator=torch.Generator().manual_seed(seed_b))
+        z = (1 - t) * z + t * z_b
+    cond = None if cls is None else torch.tensor([cls])
+    torch.manual_seed(seed)
+    return tensor_to_image(method.generate(cond, z=z)[0])

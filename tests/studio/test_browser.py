@@ -21,7 +21,7 @@ from PIL import Image
 from condsynth.api import load
 from condsynth.data.dataset import image_to_tensor, tensor_to_image
 from condsynth.data.sketches import sketch_to_tensor
-from tests.studio.conftest import SIZE, assert_close, png_file
+from tests.studio.conftest import SAMPLE_CLASSES, SIZE, assert_close, png_file, sample_recipe
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -315,6 +315,63 @@ def test_sketch_mode_lines_hints_and_uploads(studio_page, studio_runs, tmp_path)
                     ).save(tmp_path / "photo.png")
     s.upload("#upload-sketch", tmp_path / "photo.png")
     assert "looks like a colour picture" in s.error()
+
+
+# ----------------------------------------------------------------------------- sample mode
+
+
+def test_sample_mode_new_samples_a_class_and_the_walk(studio_page, studio_runs):
+    s = studio_page
+    s.select_model("cdcgan")
+    page = s.page
+    # No canvas and no drawing tools: the Sample panel, the class picker and the walk.
+    for hidden in ("#layout", "#tool-section", "#palette-section", "#another-look"):
+        assert not page.locator(hidden).is_visible(), hidden
+    assert page.locator("#new-sample").is_visible() and page.locator("#walk").is_visible()
+    options = page.locator("#sample-class option").all_inner_texts()
+    assert options == [f"{i} {name}" for i, name in enumerate(SAMPLE_CLASSES)]
+    assert (page.inner_text("#seed-a"), page.inner_text("#seed-b")) == ("0", "1")
+    first = s.result_src()
+
+    s.click_and_settle("#new-sample")
+    seed_a = int(page.inner_text("#seed-a"))
+    assert seed_a != 0 and s.result_src() != first
+    sample_a = s.result_src()
+    s.click_and_settle("#new-b")                                # shows B: the slider at 100 %
+    seed_b = int(page.inner_text("#seed-b"))
+    assert page.input_value("#walk") == "100" and s.result_src() != sample_a
+    sample_b = s.result_src()
+
+    before = s.generation()
+    page.fill("#walk", "30")                                    # moving the slider
+    s.settle(before)
+    assert page.inner_text("#walk-value") == "30"
+    assert s.result_src() not in (sample_a, sample_b)
+    method = load(studio_runs["cdcgan"], device="cpu")
+    assert_close(s.download("#download-result"), sample_recipe(method, seed_a, 0, seed_b, 0.3))
+
+    walked = s.result_src()
+    before = s.generation()
+    page.select_option("#sample-class", "2")
+    s.settle(before)
+    assert s.result_src() != walked
+    assert_close(s.download("#download-result"), sample_recipe(method, seed_a, 2, seed_b, 0.3))
+    assert "update:" in page.inner_text("#latency")
+    assert not page.locator("#error").is_visible()
+    s.shot("sample_class.png")
+
+    # Across modes: a greyscale model without classes, a sketch model, and back again.
+    s.select_model("dcgan")
+    assert not page.locator("#class-field").is_visible()
+    assert data_url_image(s.result_src()).ndim == 2               # a greyscale PNG
+    s.shot("sample_grey.png")
+    s.select_model("painter")
+    assert page.locator("#layout").is_visible() and page.locator("#tool-pen").is_visible()
+    assert not page.locator("#sample-section").is_visible()
+    s.select_model("cdcgan")
+    assert (page.inner_text("#seed-a"), page.input_value("#walk")) == (str(seed_a), "30")
+    assert page.input_value("#sample-class") == "2"
+    assert not page.locator("#error").is_visible()
 
 
 # ----------------------------------------------------------------------------- errors

@@ -26,7 +26,15 @@ from condsynth.studio.server import (
     make_server,
     model_ids,
 )
-from tests.studio.conftest import SIZE, assert_close, call, png_file
+from tests.studio.conftest import (
+    LATENT,
+    SAMPLE_CLASSES,
+    SIZE,
+    assert_close,
+    call,
+    png_file,
+    sample_recipe,
+)
 
 SKY, GRASS, ROAD, TREE, CAR = 0, 4, 5, 7, 8
 
@@ -74,10 +82,10 @@ def direct(studio_runs):
 
 def test_health_and_model_descriptions(studio):
     status, _, body = call(studio, "/health")
-    assert status == 200 and json.loads(body) == {"status": "ok", "models": 4, "device": "cpu"}
+    assert status == 200 and json.loads(body) == {"status": "ok", "models": 6, "device": "cpu"}
     status, _, body = call(studio, "/api/models")
     models = {m["id"]: m for m in json.loads(body)["models"]}
-    assert set(models) == {"p2p", "spade", "hd", "painter"}
+    assert set(models) == {"p2p", "spade", "hd", "painter", "dcgan", "cdcgan"}
     p2p, spade, hd, painter = (models[k] for k in ("p2p", "spade", "hd", "painter"))
     assert (p2p["mode"], p2p["width"], p2p["height"]) == ("paint", SIZE, SIZE)
     # The procedural scenes' classes with their names, colours and thing classes.
@@ -92,6 +100,8 @@ def test_health_and_model_descriptions(studio):
     assert spade["random"] and spade["style_image"]
     assert hd["style_image"] and hd["looks"]["4"] == 3
     assert (painter["mode"], painter["hints"], painter["classes"]) == ("sketch", True, [])
+    assert not p2p["latent"] and p2p["latent_size"] is None
+    assert not spade["latent"]                 # a latent of its own, but no sample mode
 
 
 def test_binds_loopback_by_default(studio):
@@ -197,6 +207,130 @@ def test_look_thumbnails(studio):
     assert len({np.asarray(t).tobytes() for t in thumbs}) == 3
     status, _, body = call(studio, "/api/looks?model=p2p")
     assert status == 404 and "no clustered looks" in json.loads(body)["error"]
+
+
+# ----------------------------------------------------------------------------- sample mode
+
+
+def sample_request(model: str, seed: int = 5, **extra) -> dict:
+    request = {"model": model, "seed": seed, **extra}
+    if model == "cdcgan" and "class" not in request:
+        request["class"] = 1
+    return request
+
+
+def sample(server: StudioServer, request: dict) -> np.ndarray:
+    status, _, body = call(server, "/api/generate", request)
+    assert status == 200, body
+    return picture(body)
+
+
+def test_sample_models_are_described(studio):
+    models = {m["id"]: m for m in json.loads(call(studio, "/api/models")[2])["models"]}
+    dcgan, cdcgan = models["dcgan"], models["cdcgan"]
+    for model in (dcgan, cdcgan):
+        assert (model["mode"], model["method"], model["width"], model["height"]) == (
+            "sample", "dcgan", SIZE, SIZE)
+        assert model["latent"] and model["latent_size"] == LATENT
+    assert dcgan["classes"] == []
+    assert cdcgan["classes"] == [{"id": i, "name": name} for i, name in enumerate(SAMPLE_CLASSES)]
+
+
+@pytest.mark.parametrize("model", ["dcgan", "cdcgan"])
+def test_a_sample_equals_the_documented_recipe(studio, direct, model):
+    cls = 2 if model == "cdcgan" else None
+    request = sample_request(model, seed=11) | ({"class": cls} if cls is not None else {})
+    status, _, body = call(studio, "/api/generate", request)
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["seed"] == 11 and answer["ms"] > 0
+    got = picture(body)
+    expected = sample_recipe(direct[model], 11, cls)
+    if model == "dcgan":
+        # One channel: a greyscale PNG, not three copies of it.
+        assert got.shape == (SIZE, SIZE) and got.dtype == np.uint8
+        expected = expected[..., 0]
+    else:
+        assert got.shape == (SIZE, SIZE, 3)
+    assert_close(got, expected)
+    assert np.array_equal(sample(studio, request), got)            # deterministic
+    assert not np.array_equal(sample(studio, request | {"seed": 12}), got)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "cdcgan"])
+def test_the_walk_runs_from_sample_a_to_sample_b(studio, direct, model):
+    a, b = sample(studio, sample_request(model, 3)), sample(studio, sample_request(model, 4))
+    assert not np.array_equal(a, b)
+    walk = sample_request(model, 3, seed_b=4)
+    assert np.array_equal(sample(studio, walk), a)                      # t left out: 0
+    assert np.array_equal(sample(studio, walk | {"t": 0}), a)
+    assert np.array_equal(sample(studio, walk | {"t": 1}), b)
+    middle = sample(studio, walk | {"t": 0.25})
+    assert not np.array_equal(middle, a) and not np.array_equal(middle, b)
+    cls = 1 if model == "cdcgan" else None
+    expected = sample_recipe(direct[model], 3, cls, seed_b=4, t=0.25)
+    assert_close(middle, expected[..., 0] if model == "dcgan" else expected)
+
+
+def test_the_class_picks_what_is_drawn(studio, direct):
+    pictures = [sample(studio, sample_request("cdcgan", 7, **{"class": c}))
+                for c in range(len(SAMPLE_CLASSES))]
+    assert len({p.tobytes() for p in pictures}) == len(SAMPLE_CLASSES)
+    assert_close(pictures[2], sample_recipe(direct["cdcgan"], 7, 2))
+
+
+def test_a_model_without_a_latent_samples_from_the_seed(studio, direct, monkeypatch):
+    monkeypatch.setattr(studio.models["cdcgan"], "latent_size", None)
+    described = studio.models["cdcgan"].describe()
+    assert not described["latent"] and described["latent_size"] is None
+    got = sample(studio, sample_request("cdcgan", 9))
+    torch.manual_seed(9)
+    expected = direct["cdcgan"].generate(torch.tensor([1]), batch_size=1)
+    assert_close(got, tensor_to_image(expected[0]))
+    status, _, body = call(studio, "/api/generate", sample_request("cdcgan", 9, seed_b=2))
+    assert status == 400 and "no latent to walk in" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(("model", "extra", "message"), [
+    ("cdcgan", {"class": None}, "class is missing"),
+    ("cdcgan", {"class": 3}, "class 3: expected the id of one of model cdcgan's classes 0 "
+                             "circle, 1 square, 2 stripes"),
+    ("cdcgan", {"class": -1}, "class -1"),
+    ("cdcgan", {"class": "1"}, "class '1'"),
+    ("cdcgan", {"class": True}, "class True"),
+    ("cdcgan", {"class": 1.0}, "class 1.0"),
+    ("dcgan", {"class": 0}, "model dcgan has no classes"),
+    ("dcgan", {"seed_b": 4, "t": 1.5}, "t 1.5: expected a number from 0"),
+    ("dcgan", {"seed_b": 4, "t": -0.1}, "t -0.1"),
+    ("dcgan", {"seed_b": 4, "t": "0.5"}, "t '0.5'"),
+    ("dcgan", {"seed_b": 4, "t": True}, "t True"),
+    ("dcgan", {"t": 0.5}, "needs seed_b"),
+    ("dcgan", {"seed_b": -1}, "seed_b -1: expected an integer"),
+    ("dcgan", {"seed_b": 2**63}, "seed_b"),
+    ("dcgan", {"seed_b": 1.5}, "seed_b 1.5"),
+    ("dcgan", {"seed": "5"}, "seed '5'"),
+])
+def test_bad_sample_requests_are_refused(studio, model, extra, message):
+    # None: the key is left out of the request.
+    request = {k: v for k, v in (sample_request(model) | extra).items() if v is not None}
+    status, _, body = call(studio, "/api/generate", request)
+    assert status == 400 and message in json.loads(body)["error"]
+
+
+def test_a_nan_t_is_refused(studio):
+    body = b'{"model": "dcgan", "seed": 1, "seed_b": 2, "t": NaN}'
+    status, _, answer = call(studio, "/api/generate", body, {"Content-Type": "application/json"})
+    assert status == 400 and "t nan" in json.loads(answer)["error"]
+
+
+def test_sample_models_take_no_files(studio):
+    status, _, body = call(studio, "/api/upload/label?model=dcgan&name=x.png",
+                           png_file(np.zeros((SIZE, SIZE), np.uint8)))
+    assert status == 422 and "samples from noise" in json.loads(body)["error"]
+    status, _, body = call(studio, "/api/png", {"model": "dcgan", "kind": "label",
+                                                "map": encode_array(np.zeros((SIZE, SIZE)),
+                                                                    "uint8")})
+    assert status == 400 and "sample models have no map" in json.loads(body)["error"]
 
 
 # ----------------------------------------------------------------------------- uploads
