@@ -19,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve a web page for trained runs: paint a label map (pix2pix, pix2pixHD, "
         "SPADE) or draw a sketch (Auto-painter) and the model's picture updates after each "
         "stroke. Style controls where the model has them (SPADE's style image and 'another "
-        "look', pix2pixHD's clustered looks per class or object). With several runs the page "
-        "switches between them. It listens on this computer only unless --host says otherwise.")
+        "look', pix2pixHD's clustered looks per class or object). Noise-driven models (DCGAN) "
+        "get new samples, a class picker and a slider between two samples. With several runs "
+        "the page switches between them. It listens on this computer only unless --host says "
+        "otherwise.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories to serve")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; the "
