@@ -1,0 +1,459 @@
+"""Export a run's generator to ONNX, and serve an exported model where a method is expected.
+
+``export_onnx(run_dir, out)`` writes ``out`` (the ONNX graph) and its sidecar ``out.json``. The
+graph is the whole inference of the method, input encoding included, in eval mode:
+
+=============  ==========================================================================
+method         inputs (B = batch; H, W = size) -> ``image`` (B, 3, H, W) float32 in [-1, 1]
+=============  ==========================================================================
+label maps     ``label`` (B, H, W) int64 class ids (+ ``instance`` (B, H, W) int64 with
+               ``use_instance``): one-hot, dont-care channel and instance edges in the graph
+image / sketch ``source`` (B, C, H, W) float32 in [-1, 1] (Auto-painter: ``sketch``)
+pix2pixHD      + ``features`` (B, feat_num, H, W) with the feature encoder (its looks)
+SPADE          + ``z`` (B, z_dim) with the VAE (its style code)
+Auto-painter   + ``hints`` (B, 4, H, W) with colour hints (zeros: none)
+=============  ==========================================================================
+
+Randomness is an input, never inside the graph: SPADE's z and pix2pixHD's looks are inputs
+(:mod:`condsynth.deploy` draws them as ``generate`` does); pix2pix and Auto-painter export the
+deterministic eval-mode network (dropout off, batch-norm running statistics), which is what
+``generate`` computes with ``model.test_time_noise: false``. The sidecar says which.
+
+Spectral norm is folded into the weights (the eval-mode weight: ``weight_orig / sigma`` from
+the stored vectors), so the graph holds plain convolutions.
+
+:class:`OnnxMethod` wraps an exported model for ``condsynth synthesize``, the studio and
+Python (``condsynth.load("model.onnx")``): the same ``generate`` call, run by ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from condsynth import __version__, deploy
+from condsynth.config import Config, LabelConfig
+from condsynth.data.labels import encode_label_map
+from condsynth.errors import CondsynthError, ConfigError, DataError
+from condsynth.methods.base import Method
+
+PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+OPSET = 18
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    """One input of an exported graph. ``shape`` uses the names ``batch``, ``height`` and
+    ``width`` for the sizes the caller chooses."""
+
+    name: str
+    dtype: str                      # "int64" or "float32"
+    shape: tuple[int | str, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """How a method's inference becomes a graph: its generator, its condition, its extras.
+
+    ``extras`` are (input, how): ``"channels"`` concatenates the input to the encoded condition
+    along the channels; ``"argument"`` passes it to the generator as its second argument.
+    """
+
+    generator: nn.Module
+    condition: str                  # "label_map", "image" or "none"
+    extras: tuple[tuple[GraphInput, str], ...] = ()
+    randomness: str = "none: the output is a function of the inputs"
+    notes: dict[str, Any] | None = None
+
+
+# name -> how that method's inference becomes a graph. A registered method without an entry
+# cannot be exported (and fails the export tests), so every method is covered on purpose.
+EXPORTERS: dict[str, Callable[[Method], GraphPlan]] = {}
+
+
+def register_exporter(name: str) -> Callable:
+    """Decorator: the function that plans the export of method ``name``."""
+
+    def decorate(fn: Callable[[Method], GraphPlan]) -> Callable[[Method], GraphPlan]:
+        EXPORTERS[name] = fn
+        return fn
+
+    return decorate
+
+
+def label_spec(method: Method) -> LabelConfig:
+    """The condition settings of a method (one place to follow the config's naming)."""
+    return method.config.label
+
+
+def eval_copy(network: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``network`` with spectral norm folded into plain weights."""
+    network = copy.deepcopy(network).eval()
+    for module in network.modules():
+        if hasattr(module, "weight_orig"):                      # nn.utils.spectral_norm
+            nn.utils.remove_spectral_norm(module)
+        elif nn.utils.parametrize.is_parametrized(module):       # nn.utils.parametrizations
+            for name in list(module.parametrizations):
+                nn.utils.parametrize.remove_parametrizations(module, name)
+    return network
+
+
+def _eval_mode_unet(method: Method) -> GraphPlan:
+    """pix2pix and Auto-painter: the U-Net in eval mode (no test-time dropout)."""
+    noise = getattr(method.config.model, "test_time_noise", False)
+    randomness = ("none: the deterministic eval-mode network (dropout off, batch-norm running "
+                  "statistics), as generate computes with model.test_time_noise false"
+                  + ("; this run's PyTorch generate keeps test-time dropout on, so its pictures "
+                     "vary with the seed and differ from the export's" if noise else ""))
+    return GraphPlan(eval_copy(method.generator),
+                     "label_map" if label_spec(method).num_classes else "image",
+                     randomness=randomness)
+
+
+register_exporter("pix2pix")(_eval_mode_unet)
+
+
+@register_exporter("autopainter")
+def _autopainter(method: Method) -> GraphPlan:
+    plan = _eval_mode_unet(method)
+    if not method.hint_channels:
+        return plan
+    hints = GraphInput("hints", "float32", ("batch", method.hint_channels, "height", "width"),
+                       "colour hints: RGB in [-1, 1] where a hint is, 0 elsewhere, then a 0/1 "
+                       "mask; all zeros for none")
+    return GraphPlan(plan.generator, plan.condition, ((hints, "channels"),), plan.randomness)
+
+
+@register_exporter("pix2pixhd")
+def _pix2pixhd(method: Method) -> GraphPlan:
+    condition = "label_map" if label_spec(method).num_classes else "image"
+    if method.encoder is None:
+        return GraphPlan(eval_copy(method.generator), condition)
+    cfg = method.config.model
+    per = "class" if cfg.label_feat else "instance"
+    features = GraphInput("features", "float32", ("batch", cfg.feat_num, "height", "width"),
+                          f"the look: one feature vector per {per}, from the clustered looks "
+                          "(sidecar 'looks') or zeros")
+    centres = {str(c): v.tolist() for c, v in method.cluster_centres().items()}
+    return GraphPlan(eval_copy(method.generator), condition, ((features, "channels"),),
+                     randomness="the 'features' input: condsynth picks a random clustered "
+                     f"look per {per} (or takes chosen ones); the image encoder of style "
+                     "images is not exported",
+                     notes={"looks": centres, "looks_per": per})
+
+
+@register_exporter("spade")
+def _spade(method: Method) -> GraphPlan:
+    condition = "label_map" if label_spec(method).num_classes else "image"
+    if not method.config.model.use_vae:
+        return GraphPlan(eval_copy(method.generator), condition)
+    z_dim = method.config.model.z_dim
+    z = GraphInput("z", "float32", ("batch", z_dim), "the style code; N(0, I) for a random "
+                   "style")
+    return GraphPlan(eval_copy(method.generator), condition, ((z, "argument"),),
+                     randomness="the 'z' input: condsynth draws it from N(0, I); the image "
+                     "encoder of style images is not exported")
+
+
+class InferenceGraph(nn.Module):
+    """The exported computation: the condition encoded, the extras attached, the generator.
+
+    Forward: the tensors of :func:`graph_inputs`, in order -> (B, 3, H, W) float32 image.
+    """
+
+    def __init__(self, plan: GraphPlan, spec: LabelConfig, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.generator = plan.generator.to(dtype)
+        self.condition = plan.condition
+        self.spec = spec
+        self.how = [how for _, how in plan.extras]
+        self.dtype = dtype
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        inputs = list(inputs)
+        if self.condition == "label_map":
+            label = inputs.pop(0)
+            instance = inputs.pop(0) if self.spec.use_instance else None
+            channels = [encode_label_map(label, instance, self.spec).to(self.dtype)]
+        elif self.condition == "image":
+            channels = [inputs.pop(0).to(self.dtype)]
+        else:
+            channels = []
+        arguments = []
+        for how, tensor in zip(self.how, inputs, strict=True):
+            (channels if how == "channels" else arguments).append(tensor.to(self.dtype))
+        x = torch.cat(channels, 1) if len(channels) > 1 else channels[0]
+        return self.generator(x, *arguments).float()
+
+
+def plan_export(method: Method) -> GraphPlan:
+    """How ``method`` exports; a :class:`ConfigError` for a method without an export path."""
+    name = method.config.method
+    if name not in EXPORTERS:
+        raise ConfigError(f"method {name!r} has no ONNX export path yet (exportable: "
+                          f"{', '.join(sorted(EXPORTERS))}).")
+    return EXPORTERS[name](method)
+
+
+def graph_inputs(method: Method, plan: GraphPlan) -> list[GraphInput]:
+    """The inputs of the exported graph, in order."""
+    spec = label_spec(method)
+    if plan.condition == "label_map":
+        out = [GraphInput("label", "int64", ("batch", "height", "width"),
+                          f"class ids 0..{spec.num_classes - 1}, {spec.dontcare_label} = "
+                          "dont-care")]
+        if spec.use_instance:
+            out.append(GraphInput("instance", "int64", ("batch", "height", "width"),
+                                  "instance ids, Cityscapes encoding (class * 1000 + k for "
+                                  "objects, the class id for stuff); only their edges count"))
+    elif plan.condition == "image":
+        name = "sketch" if method.config.method == "autopainter" else "source"
+        out = [GraphInput(name, "float32", ("batch", spec.source_channels, "height", "width"),
+                          "the condition image in [-1, 1]" + (" (white paper 1, black lines "
+                                                              "-1)" if name == "sketch" else ""))]
+    else:
+        out = []
+    return out + [extra for extra, _ in plan.extras]
+
+
+def sample_inputs(inputs: list[GraphInput], batch: int, height: int, width: int,
+                  spec: LabelConfig) -> tuple[Tensor, ...]:
+    """Random tensors of the inputs' shapes (the ids within the model's classes)."""
+    g = torch.Generator().manual_seed(0)
+    sizes = {"batch": batch, "height": height, "width": width}
+    out = []
+    for item in inputs:
+        shape = [sizes.get(s, s) for s in item.shape]
+        if item.name == "label":
+            out.append(torch.randint(0, spec.num_classes, shape, generator=g))
+        elif item.name == "instance":
+            out.append(torch.randint(0, 3, shape, generator=g) * 1000 + 1)
+        else:
+            out.append(torch.rand(shape, generator=g) * 2 - 1)
+    return tuple(out)
+
+
+def canvas_size(method: Method) -> tuple[int, int]:
+    """The run's training crop (H, W), rounded to a size the network takes."""
+    data, multiple = method.config.data, method.size_multiple()
+    return (deploy.valid_size(round(data.crop_size / data.aspect_ratio), multiple),
+            deploy.valid_size(data.crop_size, multiple))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256x512"`` -> (256, 512): height x width."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {text!r} is not HxW (for example 256x512)") from None
+    if height < 1 or width < 1:
+        raise ConfigError(f"--size {text!r}: height and width must be positive")
+    return height, width
+
+
+def export_onnx(run_dir: str | Path, out: str | Path, size: tuple[int, int] | None = None,
+                dynamic: bool = False, precision: str = "fp32") -> Path:
+    """Write ``out`` (ONNX) and its sidecar ``out.json`` (:func:`condsynth.deploy.sidecar_path`)
+    for the run's generator.
+
+    Args:
+        run_dir: a run directory (the EMA weights are used when present).
+        out: the ``.onnx`` file to write.
+        size: (H, W) the graph takes; None = the run's training crop. Must be a multiple of the
+            network's down-sampling.
+        dynamic: any batch, height and width (multiples of the down-sampling) instead.
+        precision: ``fp32``; ``fp16`` or ``bf16`` store and compute the generator in that type
+            (inputs and output stay float32), for runtimes with those kernels (GPUs).
+    Returns:
+        The path of the model file.
+    """
+    from condsynth.api import load
+
+    if precision not in PRECISION_DTYPES:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISION_DTYPES)}")
+    if dynamic and size is not None:
+        raise ConfigError("give --size or --dynamic, not both")
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ConfigError(f"{out}: the exported model's file name must end in .onnx")
+    method = load(run_dir, device="cpu")
+    plan = plan_export(method)
+    inputs = graph_inputs(method, plan)
+    spec = label_spec(method)
+    multiple = method.size_multiple()
+    height, width = size or canvas_size(method)
+    if height % multiple or width % multiple:
+        raise ConfigError(f"--size {height}x{width}: height and width must be multiples of "
+                          f"{multiple} for this {method.config.method} model (for example "
+                          f"{deploy.valid_size(height, multiple)}x"
+                          f"{deploy.valid_size(width, multiple)})")
+    graph = InferenceGraph(plan, spec, PRECISION_DTYPES[precision]).eval()
+    # Traced on a batch of 2 (batch 1 would be specialized) and, for --dynamic, on two
+    # multiples of the down-sampling per side (one would be specialized).
+    sample_hw = (2 * multiple, 3 * multiple) if dynamic else (height, width)
+    sample = sample_inputs(inputs, 2, *sample_hw, spec)
+    dims = {"batch": torch.export.Dim("batch", min=1, max=4096)}
+    if dynamic:
+        dims["height"] = multiple * torch.export.Dim("height_blocks", min=1, max=4096)
+        dims["width"] = multiple * torch.export.Dim("width_blocks", min=1, max=4096)
+    dynamic_shapes = tuple({axis: dims[s] for axis, s in enumerate(item.shape) if s in dims}
+                           for item in inputs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(out.name + ".tmp")
+    # The exporter reports its progress on stdout; the command prints its own summary.
+    with (torch.no_grad(), contextlib.redirect_stdout(io.StringIO()),
+          warnings.catch_warnings()):
+        # Axes that share one dimension (every input's batch) are named once: not a problem.
+        warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
+        torch.onnx.export(graph, sample, str(staging), dynamo=True, external_data=False,
+                          input_names=[item.name for item in inputs], output_names=["image"],
+                          dynamic_shapes=(dynamic_shapes,), opset_version=OPSET,
+                          verbose=False)
+    sidecar = build_sidecar(method, plan, inputs, out.name,
+                            None if dynamic else (height, width), precision)
+    deploy.sidecar_path(out).write_text(json.dumps(sidecar, indent=1))
+    os.replace(staging, out)
+    return out
+
+
+def build_sidecar(method: Method, plan: GraphPlan, inputs: list[GraphInput], model_file: str,
+                  size: tuple[int, int] | None, precision: str) -> dict[str, Any]:
+    """What a deployment needs to know beside the graph (read by :mod:`condsynth.deploy`)."""
+    from condsynth.studio.server import class_table
+
+    spec = label_spec(method)
+    kind = plan.condition
+    sizes = {} if size is None else {"height": size[0], "width": size[1]}
+
+    def shape(item: GraphInput) -> list[int | str]:
+        return [sizes.get(s, s) for s in item.shape]
+
+    sidecar = {
+        "format": deploy.FORMAT, "format_version": deploy.FORMAT_VERSION,
+        "condsynth_version": __version__, "method": method.config.method,
+        "model_file": model_file, "precision": precision,
+        "size": None if size is None else list(size), "size_multiple": method.size_multiple(),
+        "canvas": list(canvas_size(method)),
+        "condition": {"kind": kind, "num_classes": spec.num_classes,
+                      "dontcare_label": spec.dontcare_label,
+                      "contain_dontcare_label": spec.contain_dontcare_label,
+                      "use_instance": spec.use_instance,
+                      "source_channels": spec.source_channels},
+        "classes": class_table(spec) if kind == "label_map" else [],
+        "inputs": [{**asdict(item), "shape": shape(item)} for item in inputs],
+        "outputs": [{"name": "image", "dtype": "float32",
+                     "shape": ["batch", 3, sizes.get("height", "height"),
+                               sizes.get("width", "width")],
+                     "description": "the picture, RGB in [-1, 1]: (x + 1) * 127.5 gives 0..255"}],
+        "randomness": plan.randomness,
+        "config": method.config.to_dict(),
+    }
+    sidecar.update(plan.notes or {})
+    return sidecar
+
+
+# ----------------------------------------------------------------------------- serving
+
+
+class OnnxMethod:
+    """An exported model that answers like a loaded :class:`Method`: ``config``,
+    ``size_multiple()``, ``device`` and ``generate(label, *, instance, style, z, hints)`` with
+    torch tensors, run by ONNX Runtime on the CPU. Randomness (SPADE's z, pix2pixHD's looks)
+    comes from torch's global generator as in the PyTorch method, so ``torch.manual_seed``
+    makes a picture reproducible.
+    """
+
+    inference_networks: tuple[str, ...] = ()
+    inference_precision = "fp32"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.model = deploy.DeployedModel(path, threads=threads)
+        self.path = Path(path)
+        self.config = Config.from_dict(self.model.sidecar["config"], where=str(path))
+        self.name = self.config.method
+        self.device = torch.device("cpu")
+
+    def size_multiple(self) -> int:
+        return self.model.size_multiple
+
+    def modules(self) -> list[nn.Module]:
+        return []          # no torch modules: nothing random inside the graph
+
+    def eval(self) -> OnnxMethod:
+        return self
+
+    def cluster_centres(self) -> dict[int, np.ndarray]:
+        return {c: v.copy() for c, v in sorted(self.model.centres.items())}
+
+    def feature_map(self, label: Tensor, instance: Tensor | None = None,
+                    looks: dict[int, int] | None = None,
+                    instance_looks: dict[int, int] | None = None, seed: int | None = None,
+                    random_per: str = "instance") -> Tensor:
+        """pix2pixHD looks, as ``Pix2PixHD.feature_map``: the same looks for the same seed."""
+        if "features" not in self.model.inputs:
+            raise CondsynthError(f"{self.path.name} takes no look (no 'features' input).")
+        ids = label if self.model.sidecar.get("looks_per") == "class" else instance
+        if ids is None:
+            raise DataError("this model encodes instance-wise features and needs the instance "
+                            "map. Fix: pass it.")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, ()).item())
+        feat_num = self.model.inputs["features"]["shape"][1]
+        return torch.from_numpy(deploy.feature_map(ids.cpu().numpy(), self.model.centres,
+                                                   feat_num, looks, instance_looks, seed,
+                                                   random_per))
+
+    def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
+                 z: Tensor | None = None, hints: Tensor | None = None) -> Tensor:
+        """(B, H, W) label maps (or (B, C, H, W) conditions) -> (B, 3, H, W) images in [-1, 1].
+        ``z`` is SPADE's style code or pix2pixHD's feature map, as in the PyTorch methods."""
+        if style is not None:
+            raise CondsynthError(f"{self.path.name}: exported models take no style image (the "
+                                 "image encoder is not exported). Fix: leave it out; give z "
+                                 "(SPADE's code, pix2pixHD's feature map) instead.")
+        inputs = self.model.inputs
+        features = None
+        if z is not None and "features" in inputs:
+            features, z = z.float().cpu().numpy(), None
+        elif z is not None and "z" not in inputs:
+            raise CondsynthError(f"{self.path.name} takes no z: its output depends on the "
+                                 "layout alone.")
+        if "z" in inputs and z is None:
+            z = torch.randn(label.shape[0], inputs["z"]["shape"][1])     # as SPADE.generate
+        if "features" in inputs and features is None:
+            if self.model.centres:
+                features = self.feature_map(label, instance).numpy()
+            else:
+                features = np.zeros((label.shape[0], inputs["features"]["shape"][1],
+                                     *label.shape[-2:]), np.float32)
+        out = self.model.generate(
+            label.cpu().numpy(), None if instance is None else instance.cpu().numpy(),
+            features=features, z=None if z is None else z.float().cpu().numpy(),
+            hints=None if hints is None else hints.float().cpu().numpy())
+        return torch.from_numpy(out)
+
+
+def load_onnx(path: str | Path, device: str = "auto", precision: str = "fp32",
+              channels_last: bool = False) -> OnnxMethod:
+    """:class:`OnnxMethod` for ``condsynth.load("model.onnx")``: CPU, the file's precision."""
+    if device not in ("auto", "cpu"):
+        raise ConfigError(f"{path}: exported models run on the CPU with ONNX Runtime; "
+                          f"--device {device} does not apply. Fix: leave --device out.")
+    if precision != "fp32" or channels_last:
+        raise ConfigError(f"{path}: an exported model runs at the precision it was exported "
+                          "with; --precision and --channels-last do not apply. Fix: leave them "
+                          "out (export with --precision for another one).")
+    return OnnxMethod(path)
