@@ -193,6 +193,9 @@ class DeployedModel:
             raise DataError(f"{self.path.name}: inputs {', '.join(missing) or '-'} missing, "
                             f"{', '.join(unknown) or '-'} unknown; the model takes "
                             f"{', '.join(self.inputs)}")
+        first = np.asarray(inputs[next(iter(self.inputs))])   # the condition: (B, [C,] H, W)
+        if first.ndim >= 3:
+            self._check_size(*first.shape[-2:])
         feed = {}
         for name, spec in self.inputs.items():
             array = np.asarray(inputs[name])
@@ -206,17 +209,9 @@ class DeployedModel:
                 raise DataError(f"{name}: shape {array.shape} does not fit the model's "
                                 f"{tuple(shape)}")
             feed[name] = array
-        batch_hw = next(iter(feed.values())).shape[0], *self._spatial(feed)
-        self._check_size(*batch_hw[1:])
         if "label" in feed:
             self.check_label(feed["label"])
         return self.session.run(["image"], feed)[0]
-
-    def _spatial(self, feed: Mapping[str, np.ndarray]) -> tuple[int, int]:
-        first = feed.get("label", feed.get("sketch", feed.get("source")))
-        if first is None:
-            return 0, 0
-        return first.shape[-2], first.shape[-1]
 
     def _check_size(self, height: int, width: int) -> None:
         m = self.size_multiple

@@ -50,7 +50,16 @@ from condsynth.errors import CondsynthError, ConfigError, DataError
 from condsynth.methods.base import Method
 
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-OPSET = 18
+# ONNX opset of the graphs: 18 runs on most runtimes; bfloat16 convolutions need 22.
+OPSETS = {"fp32": 18, "fp16": 18, "bf16": 22}
+PRECISION_NOTES = {
+    "fp32": "float32 throughout",
+    "fp16": "weights and arithmetic in float16 (inputs and output float32); ONNX Runtime runs "
+            "it on CPUs too, but float16 pays off on GPUs",
+    "bf16": "weights and arithmetic in bfloat16 (inputs and output float32), opset 22; ONNX "
+            "Runtime's CPU provider has no bfloat16 kernels for it: use a runtime that has "
+            "them (on a CPU, PyTorch's --precision bf16 is the bfloat16 path)",
+}
 
 
 @dataclass(frozen=True)
@@ -282,6 +291,12 @@ def export_onnx(run_dir: str | Path, out: str | Path, size: tuple[int, int] | No
     """
     from condsynth.api import load
 
+    return export_method(load(run_dir, device="cpu"), out, size, dynamic, precision)
+
+
+def export_method(method: Method, out: str | Path, size: tuple[int, int] | None = None,
+                  dynamic: bool = False, precision: str = "fp32") -> Path:
+    """:func:`export_onnx` for a method in memory (on the CPU)."""
     if precision not in PRECISION_DTYPES:
         raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISION_DTYPES)}")
     if dynamic and size is not None:
@@ -289,7 +304,6 @@ def export_onnx(run_dir: str | Path, out: str | Path, size: tuple[int, int] | No
     out = Path(out)
     if out.suffix != ".onnx":
         raise ConfigError(f"{out}: the exported model's file name must end in .onnx")
-    method = load(run_dir, device="cpu")
     plan = plan_export(method)
     inputs = graph_inputs(method, plan)
     spec = label_spec(method)
@@ -320,7 +334,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, size: tuple[int, int] | No
         warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
         torch.onnx.export(graph, sample, str(staging), dynamo=True, external_data=False,
                           input_names=[item.name for item in inputs], output_names=["image"],
-                          dynamic_shapes=(dynamic_shapes,), opset_version=OPSET,
+                          dynamic_shapes=(dynamic_shapes,), opset_version=OPSETS[precision],
                           verbose=False)
     sidecar = build_sidecar(method, plan, inputs, out.name,
                             None if dynamic else (height, width), precision)
@@ -345,6 +359,7 @@ def build_sidecar(method: Method, plan: GraphPlan, inputs: list[GraphInput], mod
         "format": deploy.FORMAT, "format_version": deploy.FORMAT_VERSION,
         "condsynth_version": __version__, "method": method.config.method,
         "model_file": model_file, "precision": precision,
+        "precision_note": PRECISION_NOTES[precision],
         "size": None if size is None else list(size), "size_multiple": method.size_multiple(),
         "canvas": list(canvas_size(method)),
         "condition": {"kind": kind, "num_classes": spec.num_classes,
