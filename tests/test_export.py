@@ -261,3 +261,25 @@ def test_studio_serves_an_exported_model(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_int8_export_is_calibrated_on_label_maps(tmp_path, scenes, capsys):
+    from condsynth.bench import psnr
+
+    run = make_run(tmp_path / "run", "pix2pixhd", ["label.num_classes=11"])
+    assert main(["export", str(run), "--out", str(tmp_path / "q.onnx"), "--precision",
+                 "int8"]) == 2
+    assert "--calibration" in capsys.readouterr().err
+    fp32 = export_onnx(run, tmp_path / "f.onnx")
+    int8 = export_onnx(run, tmp_path / "q.onnx", precision="int8", calibration=scenes,
+                       calibration_count=4)
+    sidecar = read_sidecar(int8)
+    assert sidecar["precision"] == "int8" and sidecar["calibration"]["inputs"] == 4
+    assert not list(tmp_path.glob("*.tmp*")), "temporary files left behind"
+    ops = {node.op_type for node in __import__("onnx").load(str(int8)).graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    label = torch.randint(0, 11, (1, SIZE, SIZE))
+    instance = label * 1000
+    reference = load(fp32).generate(label, instance=instance)
+    output = load(int8).generate(label, instance=instance)
+    assert psnr(output, reference) > 25

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from condsynth import __version__, deploy
@@ -59,7 +60,11 @@ PRECISION_NOTES = {
     "bf16": "weights and arithmetic in bfloat16 (inputs and output float32), opset 22; ONNX "
             "Runtime's CPU provider has no bfloat16 kernels for it: use a runtime that has "
             "them (on a CPU, PyTorch's --precision bf16 is the bfloat16 path)",
+    "int8": "static int8 quantization of the float32 graph (QDQ: int8 per-channel weights, "
+            "uint8 activations with min-max ranges from calibration label maps); ONNX "
+            "Runtime's CPU provider runs the convolutions in int8",
 }
+EXPORT_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,49 @@ def label_spec(method: Method) -> LabelConfig:
     return method.config.label
 
 
+class SubpixelConvTranspose(nn.Module):
+    """A 3x3 stride-2 transposed convolution (padding 1, output padding 1: H, W -> 2H, 2W) as
+    one 2x2 convolution giving the four output phases, then a pixel shuffle.
+
+    The same sums (taps a phase does not use have zero weights), so the output equals the
+    transposed convolution's up to float rounding. ONNX Runtime runs plain convolutions in its
+    blocked layout and quantizes them to int8, which it does neither for transposed ones.
+
+    Forward: (B, C_in, H, W) -> (B, C_out, 2H, 2W).
+    """
+
+    # (output phase, input offset) -> row (or column) of the transposed convolution's kernel:
+    # output 2m takes input m through tap 1; output 2m+1 takes input m through tap 2 and
+    # input m+1 through tap 0.
+    TAPS = {(0, 0): 1, (1, 0): 2, (1, 1): 0}
+
+    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        w = deconv.weight.detach()                                   # (C_in, C_out, 3, 3)
+        c_in, c_out = w.shape[:2]
+        weight = w.new_zeros(c_out, 2, 2, c_in, 2, 2)               # (c, a, b, ci, dy, dx)
+        for (a, dy), ky in self.TAPS.items():
+            for (b, dx), kx in self.TAPS.items():
+                weight[:, a, b, :, dy, dx] = w[:, :, ky, kx].T
+        self.conv = nn.Conv2d(c_in, 4 * c_out, 2, bias=deconv.bias is not None)
+        self.conv.weight = nn.Parameter(weight.reshape(4 * c_out, c_in, 2, 2))
+        if deconv.bias is not None:            # channel c * 4 + phase, as pixel_shuffle reads it
+            self.conv.bias = nn.Parameter(deconv.bias.detach().repeat_interleave(4))
+
+    @staticmethod
+    def applies_to(module: nn.Module) -> bool:
+        return (isinstance(module, nn.ConvTranspose2d) and module.kernel_size == (3, 3)
+                and module.stride == (2, 2) and module.padding == (1, 1)
+                and module.output_padding == (1, 1) and module.dilation == (1, 1)
+                and module.groups == 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(self.conv(F.pad(x, (0, 1, 0, 1))), 2)
+
+
 def eval_copy(network: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``network`` with spectral norm folded into plain weights."""
+    """An eval-mode copy of ``network`` as the graph should hold it: spectral norm folded into
+    plain weights, 3x3 stride-2 transposed convolutions as :class:`SubpixelConvTranspose`."""
     network = copy.deepcopy(network).eval()
     for module in network.modules():
         if hasattr(module, "weight_orig"):                      # nn.utils.spectral_norm
@@ -117,7 +163,11 @@ def eval_copy(network: nn.Module) -> nn.Module:
         elif nn.utils.parametrize.is_parametrized(module):       # nn.utils.parametrizations
             for name in list(module.parametrizations):
                 nn.utils.parametrize.remove_parametrizations(module, name)
-    return network
+    for parent in list(network.modules()):
+        for name, child in parent.named_children():
+            if SubpixelConvTranspose.applies_to(child):
+                setattr(parent, name, SubpixelConvTranspose(child))
+    return network.eval()
 
 
 def _eval_mode_unet(method: Method) -> GraphPlan:
@@ -274,7 +324,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def export_onnx(run_dir: str | Path, out: str | Path, size: tuple[int, int] | None = None,
-                dynamic: bool = False, precision: str = "fp32") -> Path:
+                dynamic: bool = False, precision: str = "fp32",
+                calibration: str | Path | None = None, calibration_count: int = 16) -> Path:
     """Write ``out`` (ONNX) and its sidecar ``out.json`` (:func:`condsynth.deploy.sidecar_path`)
     for the run's generator.
 
@@ -285,20 +336,41 @@ def export_onnx(run_dir: str | Path, out: str | Path, size: tuple[int, int] | No
             network's down-sampling.
         dynamic: any batch, height and width (multiples of the down-sampling) instead.
         precision: ``fp32``; ``fp16`` or ``bf16`` store and compute the generator in that type
-            (inputs and output stay float32), for runtimes with those kernels (GPUs).
+            (inputs and output stay float32), for runtimes with those kernels (GPUs); ``int8``
+            quantizes the float32 graph (:func:`quantize_int8`), calibrated on label maps.
+        calibration: for ``int8``, a dataset folder (any label layout; its train split, else
+            its test split) whose first ``calibration_count`` label maps set the ranges.
     Returns:
         The path of the model file.
     """
     from condsynth.api import load
 
-    return export_method(load(run_dir, device="cpu"), out, size, dynamic, precision)
+    return export_method(load(run_dir, device="cpu"), out, size, dynamic, precision,
+                         calibration, calibration_count)
 
 
 def export_method(method: Method, out: str | Path, size: tuple[int, int] | None = None,
-                  dynamic: bool = False, precision: str = "fp32") -> Path:
+                  dynamic: bool = False, precision: str = "fp32",
+                  calibration: str | Path | None = None, calibration_count: int = 16) -> Path:
     """:func:`export_onnx` for a method in memory (on the CPU)."""
-    if precision not in PRECISION_DTYPES:
-        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISION_DTYPES)}")
+    if precision not in EXPORT_PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(EXPORT_PRECISIONS)}")
+    if precision == "int8":
+        if calibration is None:
+            raise ConfigError("int8 needs calibration label maps. Fix: pass --calibration DIR, "
+                              "a dataset folder like the one the model was trained on.")
+        if label_spec(method).num_classes == 0:
+            raise ConfigError("int8 export is calibrated on label maps; this model takes "
+                              "images or sketches. Fix: export it in fp32.")
+        fp32 = export_method(method, Path(out).with_name(Path(out).stem + ".fp32.tmp.onnx"),
+                             size, dynamic, "fp32")
+        try:
+            feeds = calibration_feeds(deploy.DeployedModel(fp32), calibration,
+                                      calibration_count)
+            return quantize_int8(fp32, out, feeds, str(calibration))
+        finally:
+            fp32.unlink(missing_ok=True)
+            deploy.sidecar_path(fp32).unlink(missing_ok=True)
     if dynamic and size is not None:
         raise ConfigError("give --size or --dynamic, not both")
     out = Path(out)
@@ -378,6 +450,117 @@ def build_sidecar(method: Method, plan: GraphPlan, inputs: list[GraphInput], mod
     }
     sidecar.update(plan.notes or {})
     return sidecar
+
+
+# ----------------------------------------------------------------------------- int8
+
+
+@contextlib.contextmanager
+def quiet_root_logger() -> Any:
+    """Warnings of libraries that log through the root logger, silenced for a while."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def calibration_feeds(model: deploy.DeployedModel, data: str | Path, count: int,
+                      phases: tuple[str, ...] = ("train", "test")) -> list[dict[str, np.ndarray]]:
+    """Inputs of ``model`` from the first ``count`` label maps of a dataset folder (the first
+    of ``phases`` it has), resized to the model's size; looks and codes drawn at random."""
+    from condsynth.data.io import read_instance, read_label
+    from condsynth.data.layouts import discover
+
+    use_instance = "instance" in model.inputs
+    samples = []
+    for phase in phases:
+        with contextlib.suppress(CondsynthError):
+            samples = discover(data, "auto", phase, use_instance=use_instance,
+                               require_images=False)[1]
+        if samples:
+            break
+    samples = [s for s in samples if s.label is not None][:count]
+    if not samples:
+        raise DataError(f"{data}: no label maps found for calibration. Fix: give a dataset "
+                        "folder (for example one written by `condsynth data procedural`).")
+    height, width = model.size or tuple(model.sidecar["canvas"])
+    rng = np.random.default_rng(0)
+    feeds = []
+    for sample in samples:
+        label = deploy.resize_map(read_label(sample.label), height, width)[None]
+        model.check_label(label, str(sample.label))
+        feed = {"label": label}
+        if use_instance:
+            feed["instance"] = deploy.resize_map(read_instance(sample.instance), height,
+                                                 width)[None]
+        if "z" in model.inputs:
+            feed["z"] = rng.standard_normal((1, model.inputs["z"]["shape"][1]), np.float32)
+        if "features" in model.inputs:
+            ids = feed.get("instance", label)
+            feed["features"] = deploy.feature_map(ids, model.centres,
+                                                  model.inputs["features"]["shape"][1],
+                                                  seed=int(rng.integers(2**62)))
+        feeds.append(feed)
+    return feeds
+
+
+def quantize_int8(fp32_model: str | Path, out: str | Path,
+                  feeds: list[dict[str, np.ndarray]], source: str = "") -> Path:
+    """Static int8 quantization of an exported float32 model, with its sidecar.
+
+    QDQ format: every convolution's weights int8 per output channel, its input activations
+    uint8 with the min-max range seen on the calibration inputs. The first and last
+    convolutions stay float32 (the one-hot input and the picture are where int8 steps show).
+    Returns the path of the quantized model.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32_model, out = Path(fp32_model), Path(out)
+    sidecar = deploy.read_sidecar(fp32_model)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    prepared = out.with_name(out.stem + ".prepared.tmp.onnx")
+    staging = out.with_name(out.name + ".tmp")
+    try:
+        quant_pre_process(str(fp32_model), str(prepared), skip_symbolic_shape=True)
+        import onnx
+
+        convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+        # The quantizer reports on stdout and through the root logger; the ranges it finds are
+        # what matters, and the caller measures the result.
+        with contextlib.redirect_stdout(io.StringIO()), quiet_root_logger():
+            quantize_static(str(prepared), str(staging), Reader(),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            nodes_to_exclude=[convs[0], convs[-1]] if len(convs) > 2 else [])
+    finally:
+        prepared.unlink(missing_ok=True)
+        Path(str(prepared) + ".data").unlink(missing_ok=True)
+    sidecar = dict(sidecar, model_file=out.name, precision="int8",
+                   precision_note=PRECISION_NOTES["int8"],
+                   calibration={"data": source, "inputs": len(feeds)})
+    deploy.sidecar_path(out).write_text(json.dumps(sidecar, indent=1))
+    os.replace(staging, out)
+    return out
 
 
 # ----------------------------------------------------------------------------- serving

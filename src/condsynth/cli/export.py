@@ -30,9 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--size", help="HxW the model takes (default: the run's training size)")
     size.add_argument("--dynamic", action="store_true", help="any batch, height and width "
                       "(multiples of the network's down-sampling)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                   help="weights and arithmetic inside the graph (inputs and output stay "
-                   "float32); fp16/bf16 are for runtimes with those kernels, such as GPUs")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default="fp32",
+                   help="arithmetic inside the graph (inputs and output stay float32): int8 "
+                   "(static quantization, needs --calibration) is the fast CPU path; fp16/bf16 "
+                   "are for runtimes with those kernels, such as GPUs")
+    p.add_argument("--calibration", metavar="DIR", help="int8: a dataset folder whose label "
+                   "maps (train split, else test) set the activation ranges")
+    p.add_argument("--calibration-count", type=int, default=16, metavar="N",
+                   help="int8: how many label maps to calibrate on (default 16)")
     p.set_defaults(func=cmd_export)
 
 
@@ -42,8 +47,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format != "onnx":
         raise ConfigError(f"--format {args.format}: only onnx is supported")
     size = parse_size(args.size) if args.size else None
+    if args.calibration and args.precision != "int8":
+        raise ConfigError("--calibration is for --precision int8")
     out = export_onnx(args.run, args.out, size=size, dynamic=args.dynamic,
-                      precision=args.precision)
+                      precision=args.precision, calibration=args.calibration,
+                      calibration_count=args.calibration_count)
     from condsynth.deploy import read_sidecar, sidecar_path
 
     sidecar = read_sidecar(out)
