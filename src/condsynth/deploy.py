@@ -2,8 +2,9 @@
 
 A deployment needs ``onnxruntime``, ``numpy`` and ``pillow``, the ``MODEL.onnx`` file and its
 sidecar ``MODEL.json`` (classes, colours, inputs and outputs; see :mod:`condsynth.export`).
-This module imports nothing else of condsynth but the file readers and the error types, so it
-can be copied next to the model as it is, or used from an installed condsynth::
+This module imports nothing of condsynth but the error types and the file readers (which need
+numpy and pillow only), so condsynth installed without its dependencies (``pip install
+--no-deps condsynth``) or its ``src`` folder on ``PYTHONPATH`` is enough::
 
     from condsynth.deploy import DeployedModel
 
