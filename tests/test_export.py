@@ -26,9 +26,10 @@ TOLERANCE = 1e-4        # max abs difference of fp32 outputs in [-1, 1]
 # Settings that give a method its extra inputs (pix2pixHD's looks, SPADE's z, dont-care).
 VARIANTS: dict[str, list[str]] = {
     "pix2pixhd_features": ["model.instance_feat=true", "model.nef=4", "model.n_downsample_e=2"],
-    "pix2pixhd_dontcare": ["label.contain_dontcare_label=true"],
+    "pix2pixhd_dontcare": ["condition.contain_dontcare_label=true"],
     "spade_vae": ["model.use_vae=true", "model.z_dim=16"],
     "pix2pix_no_instance": [],
+    "dcgan_class": ["condition.kind=class", "condition.num_classes=5"],
 }
 
 
@@ -73,14 +74,15 @@ def with_dontcare(batch: dict) -> dict:
 
 def assert_same_pictures(run: Path, model: Path, name: str, **kwargs) -> float:
     """PyTorch's generate and the exported model's, same inputs and seed: max abs difference."""
-    condition, instance = generate_inputs(name, with_dontcare(tiny_batch(name)))
     ours, exported = load(run, device="cpu"), load(model)
+    condition, instance = generate_inputs(ours.config, with_dontcare(tiny_batch(ours.config)))
+    kwargs.setdefault("batch_size", 2)          # for noise-only models
     torch.manual_seed(7)
     reference = ours.generate(condition, instance=instance, **kwargs)
     torch.manual_seed(7)
     output = exported.generate(condition, instance=instance, **kwargs)
-    assert output.shape == reference.shape == (2, 3, SIZE, SIZE)
-    assert reference.std() > 0.05, "the test network's output is nearly constant"
+    assert output.shape == reference.shape and reference.shape[0] == 2
+    assert reference.std() > 0.02, "the test network's output is nearly constant"
     worst = float((output - reference).abs().max())
     assert worst <= TOLERANCE, f"{name}: ONNX Runtime differs from PyTorch by {worst}"
     return worst
@@ -114,6 +116,9 @@ def test_variants_with_extra_inputs(variant, tmp_path):
         assert_same_pictures(run, model, name, z=torch.randn(2, 3, SIZE, SIZE))
     elif variant == "pix2pix_no_instance":
         assert names == ["label"]
+    elif variant == "dcgan_class":
+        assert names == ["class", "z"]
+        assert_same_pictures(run, model, name, z=torch.randn(2, 16))
 
 
 def test_autopainter_hints_are_an_input(tmp_path):
@@ -126,6 +131,7 @@ def test_autopainter_hints_are_an_input(tmp_path):
     assert_same_pictures(run, model, "autopainter", hints=hints)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["pix2pixhd", "spade"])
 def test_dynamic_export_takes_any_batch_and_valid_size(name, tmp_path):
     run = make_run(tmp_path / "run", name)
@@ -158,7 +164,8 @@ def test_sidecar_describes_the_model(tmp_path):
     assert all(len(c["colour"]) == 3 and c["name"] for c in sidecar["classes"])
     assert sidecar["condition"] == {"kind": "label_map", "num_classes": 5, "dontcare_label": 255,
                                     "contain_dontcare_label": False, "use_instance": True,
-                                    "source_channels": 3}
+                                    "image_channels": 3}
+    assert "cluster_looks" in sidecar["capabilities"] and "paint" in sidecar["capabilities"]
     shapes = {i["name"]: (i["dtype"], i["shape"]) for i in sidecar["inputs"]}
     assert shapes == {"label": ("int64", ["batch", 16, 24]),
                       "instance": ("int64", ["batch", 16, 24]),
@@ -263,10 +270,11 @@ def test_studio_serves_an_exported_model(tmp_path):
         server.server_close()
 
 
+@pytest.mark.slow
 def test_int8_export_is_calibrated_on_label_maps(tmp_path, scenes, capsys):
     from condsynth.bench import psnr
 
-    run = make_run(tmp_path / "run", "pix2pixhd", ["label.num_classes=11"])
+    run = make_run(tmp_path / "run", "pix2pixhd", ["condition.num_classes=11"])
     assert main(["export", str(run), "--out", str(tmp_path / "q.onnx"), "--precision",
                  "int8"]) == 2
     assert "--calibration" in capsys.readouterr().err

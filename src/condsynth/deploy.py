@@ -175,8 +175,8 @@ class DeployedModel:
     # ----------------------------------------------------------------------------- facts
     @property
     def size_multiple(self) -> int:
-        """Input height and width must be multiples of this."""
-        return int(self.sidecar["size_multiple"])
+        """Input height and width must be multiples of this (1 for pictures of a fixed size)."""
+        return int(self.sidecar["size_multiple"] or 1)
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -194,9 +194,8 @@ class DeployedModel:
             raise DataError(f"{self.path.name}: inputs {', '.join(missing) or '-'} missing, "
                             f"{', '.join(unknown) or '-'} unknown; the model takes "
                             f"{', '.join(self.inputs)}")
-        first = np.asarray(inputs[next(iter(self.inputs))])   # the condition: (B, [C,] H, W)
-        if first.ndim >= 3:
-            self._check_size(*first.shape[-2:])
+        if self.condition["kind"] in ("label_map", "image"):   # (B, [C,] H, W)
+            self._check_size(*np.shape(inputs[next(iter(self.inputs))])[-2:])
         feed = {}
         for name, spec in self.inputs.items():
             array = np.asarray(inputs[name])
@@ -235,54 +234,59 @@ class DeployedModel:
                             f"{dontcare}). Fix: this model knows classes 0..{n - 1}; relabel "
                             "the map with those ids.")
 
-    def generate(self, label: np.ndarray, instance: np.ndarray | None = None, *,
+    def generate(self, cond: np.ndarray | None = None, instance: np.ndarray | None = None, *,
                  features: np.ndarray | None = None, z: np.ndarray | None = None,
-                 hints: np.ndarray | None = None, seed: int | None = None) -> np.ndarray:
+                 hints: np.ndarray | None = None, batch_size: int | None = None,
+                 seed: int | None = None) -> np.ndarray:
         """Batched synthesis at a size the model takes.
 
         Args:
-            label: (B, H, W) class ids, or for sketch/image models the (B, C, H, W) condition
-                in [-1, 1].
+            cond: the condition: (B, H, W) class ids of a label map, a (B, C, H, W) image or
+                sketch in [-1, 1], (B,) class ids, (B, A) attributes; None for noise-only
+                models.
             instance: (B, H, W) instance ids (Cityscapes encoding) when the model uses them.
             features: pix2pixHD looks, (B, feat_num, H, W); None: a random look per instance
                 from the clustered looks (zeros when the model has none).
-            z: SPADE style codes, (B, z_dim); None: drawn from N(0, I).
+            z: SPADE's style code or a noise-driven model's noise, (B, z_dim); None: drawn
+                from N(0, I).
             hints: Auto-painter colour hints, (B, 4, H, W); None: no hints.
+            batch_size: how many pictures a noise-only model makes (default: z's, else 1).
             seed: seed of the random looks or codes (numpy's default generator).
         Returns:
-            (B, 3, H, W) float32 images in [-1, 1].
+            (B, C, H, W) float32 images in [-1, 1].
         """
         rng = np.random.default_rng(seed)
-        label = np.asarray(label)
+        kind = self.condition["kind"]
         feed: dict[str, np.ndarray] = {}
-        if self.condition["kind"] == "label_map":
-            feed["label"] = label
-            if "instance" in self.inputs:
-                if instance is None:
-                    raise DataError("this model uses instance maps but none was given. Fix: "
-                                    "pass one; for a map without instances, pass the label map "
-                                    "itself.")
-                if np.shape(instance) != label.shape:
-                    raise DataError(f"instance map shape {np.shape(instance)} differs from the "
-                                    f"label map's {label.shape}")
-                feed["instance"] = np.asarray(instance)
+        if kind != "none":
+            if cond is None:
+                raise DataError(f"this model is conditioned on a {kind}; none was given")
+            cond = np.asarray(cond)
+            feed[next(iter(self.inputs))] = cond
+            batch = cond.shape[0]
         else:
-            feed[next(iter(self.inputs))] = label
-        batch, size = label.shape[0], label.shape[-2:]
+            batch = len(z) if z is not None else batch_size or 1
+        if "instance" in self.inputs:
+            if instance is None:
+                raise DataError("this model uses instance maps but none was given. Fix: pass "
+                                "one; for a map without instances, pass the label map itself.")
+            if np.shape(instance) != cond.shape:
+                raise DataError(f"instance map shape {np.shape(instance)} differs from the "
+                                f"label map's {cond.shape}")
+            feed["instance"] = np.asarray(instance)
         if "features" in self.inputs:
             if features is None:
-                ids = feed["label"] if self.sidecar.get("looks_per") == "class" else feed.get(
-                    "instance", feed["label"])
+                ids = cond if self.sidecar.get("looks_per") == "class" else feed["instance"]
                 features = feature_map(ids, self.centres, self.inputs["features"]["shape"][1],
                                        seed=int(rng.integers(2**62)))
             feed["features"] = features
         if "z" in self.inputs:
-            feed["z"] = (rng.standard_normal((batch, self.inputs["z"]["shape"][1]))
-                         if z is None else np.broadcast_to(np.asarray(z, np.float32).reshape(
-                             -1, self.inputs["z"]["shape"][1]), (batch,
-                                                                 self.inputs["z"]["shape"][1])))
+            size = self.inputs["z"]["shape"][1]
+            z = rng.standard_normal((batch, size)) if z is None else np.asarray(z, np.float32)
+            feed["z"] = np.broadcast_to(z.reshape(-1, size), (batch, size))
         if "hints" in self.inputs:
-            feed["hints"] = np.zeros((batch, 4, *size), np.float32) if hints is None else hints
+            feed["hints"] = (np.zeros((batch, 4, *cond.shape[-2:]), np.float32)
+                             if hints is None else hints)
         elif hints is not None:
             raise DataError("this model was trained without colour hints. Fix: leave them out.")
         return self.run(feed)

@@ -4,17 +4,21 @@
 graph is the whole inference of the method, input encoding included, in eval mode:
 
 =============  ==========================================================================
-method         inputs (B = batch; H, W = size) -> ``image`` (B, 3, H, W) float32 in [-1, 1]
+condition      inputs (B = batch; H, W = size) -> ``image`` (B, C, H, W) float32 in [-1, 1]
 =============  ==========================================================================
 label maps     ``label`` (B, H, W) int64 class ids (+ ``instance`` (B, H, W) int64 with
                ``use_instance``): one-hot, dont-care channel and instance edges in the graph
 image / sketch ``source`` (B, C, H, W) float32 in [-1, 1] (Auto-painter: ``sketch``)
-pix2pixHD      + ``features`` (B, feat_num, H, W) with the feature encoder (its looks)
-SPADE          + ``z`` (B, z_dim) with the VAE (its style code)
-Auto-painter   + ``hints`` (B, 4, H, W) with colour hints (zeros: none)
+class          ``class`` (B,) int64 ids, one-hot in the graph
+attributes     ``attributes`` (B, A) float32
+none           nothing but the noise
 =============  ==========================================================================
 
-Randomness is an input, never inside the graph: SPADE's z and pix2pixHD's looks are inputs
+and the method's own inputs: pix2pixHD with the feature encoder ``features`` (B, feat_num, H,
+W), its looks; SPADE with the VAE ``z`` (B, z_dim), its style code; Auto-painter with colour
+hints ``hints`` (B, 4, H, W) (zeros: none); noise-driven models such as DCGAN ``z`` (B, z_dim).
+
+Randomness is an input, never inside the graph: z and pix2pixHD's looks are inputs
 (:mod:`condsynth.deploy` draws them as ``generate`` does); pix2pix and Auto-painter export the
 deterministic eval-mode network (dropout off, batch-norm running statistics), which is what
 ``generate`` computes with ``model.test_time_noise: false``. The sidecar says which.
@@ -45,10 +49,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from condsynth import __version__, deploy
-from condsynth.config import Config, LabelConfig
-from condsynth.data.labels import encode_label_map
+from condsynth.config import ConditionConfig
+from condsynth.data.labels import label_map_channels, one_hot
 from condsynth.errors import CondsynthError, ConfigError, DataError
-from condsynth.methods.base import Method
+from condsynth.methods.base import Capability, Method
+from condsynth.registry import parse_config
 
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # ONNX opset of the graphs: 18 runs on most runtimes; bfloat16 convolutions need 22.
@@ -80,17 +85,38 @@ class GraphInput:
 
 @dataclass(frozen=True)
 class GraphPlan:
-    """How a method's inference becomes a graph: its generator, its condition, its extras.
-
-    ``extras`` are (input, how): ``"channels"`` concatenates the input to the encoded condition
-    along the channels; ``"argument"`` passes it to the generator as its second argument.
-    """
+    """How a method's inference becomes a graph: ``generator(encoded condition, *extras)``
+    (without the condition for noise-only models), in eval mode, on the extra inputs' tensors
+    in the order of ``extras``."""
 
     generator: nn.Module
-    condition: str                  # "label_map", "image" or "none"
-    extras: tuple[tuple[GraphInput, str], ...] = ()
+    extras: tuple[GraphInput, ...] = ()
     randomness: str = "none: the output is a function of the inputs"
     notes: dict[str, Any] | None = None
+
+
+class ChannelsJoined(nn.Module):
+    """``generator(cat([condition, *extras], 1))``: extra inputs as more input channels
+    (pix2pixHD's features, Auto-painter's hints)."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, condition: Tensor, *extras: Tensor) -> Tensor:
+        return self.generator(torch.cat([condition, *extras], 1))
+
+
+class CodesJoined(nn.Module):
+    """``generator(cat([z, condition], 1))``: a noise-driven generator's codes, the one-hot
+    class (or attributes) after the noise, as DCGAN builds them."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, condition: Tensor, z: Tensor) -> Tensor:
+        return self.generator(torch.cat([z, condition], 1))
 
 
 # name -> how that method's inference becomes a graph. A registered method without an entry
@@ -108,9 +134,9 @@ def register_exporter(name: str) -> Callable:
     return decorate
 
 
-def label_spec(method: Method) -> LabelConfig:
+def condition_spec(method: Method) -> ConditionConfig:
     """The condition settings of a method (one place to follow the config's naming)."""
-    return method.config.label
+    return method.config.condition
 
 
 class SubpixelConvTranspose(nn.Module):
@@ -177,9 +203,7 @@ def _eval_mode_unet(method: Method) -> GraphPlan:
                   "statistics), as generate computes with model.test_time_noise false"
                   + ("; this run's PyTorch generate keeps test-time dropout on, so its pictures "
                      "vary with the seed and differ from the export's" if noise else ""))
-    return GraphPlan(eval_copy(method.generator),
-                     "label_map" if label_spec(method).num_classes else "image",
-                     randomness=randomness)
+    return GraphPlan(eval_copy(method.generator), randomness=randomness)
 
 
 register_exporter("pix2pix")(_eval_mode_unet)
@@ -193,21 +217,20 @@ def _autopainter(method: Method) -> GraphPlan:
     hints = GraphInput("hints", "float32", ("batch", method.hint_channels, "height", "width"),
                        "colour hints: RGB in [-1, 1] where a hint is, 0 elsewhere, then a 0/1 "
                        "mask; all zeros for none")
-    return GraphPlan(plan.generator, plan.condition, ((hints, "channels"),), plan.randomness)
+    return GraphPlan(ChannelsJoined(plan.generator), (hints,), plan.randomness)
 
 
 @register_exporter("pix2pixhd")
 def _pix2pixhd(method: Method) -> GraphPlan:
-    condition = "label_map" if label_spec(method).num_classes else "image"
     if method.encoder is None:
-        return GraphPlan(eval_copy(method.generator), condition)
+        return GraphPlan(eval_copy(method.generator))
     cfg = method.config.model
     per = "class" if cfg.label_feat else "instance"
     features = GraphInput("features", "float32", ("batch", cfg.feat_num, "height", "width"),
                           f"the look: one feature vector per {per}, from the clustered looks "
                           "(sidecar 'looks') or zeros")
     centres = {str(c): v.tolist() for c, v in method.cluster_centres().items()}
-    return GraphPlan(eval_copy(method.generator), condition, ((features, "channels"),),
+    return GraphPlan(ChannelsJoined(eval_copy(method.generator)), (features,),
                      randomness="the 'features' input: condsynth picks a random clustered "
                      f"look per {per} (or takes chosen ones); the image encoder of style "
                      "images is not exported",
@@ -216,46 +239,47 @@ def _pix2pixhd(method: Method) -> GraphPlan:
 
 @register_exporter("spade")
 def _spade(method: Method) -> GraphPlan:
-    condition = "label_map" if label_spec(method).num_classes else "image"
     if not method.config.model.use_vae:
-        return GraphPlan(eval_copy(method.generator), condition)
-    z_dim = method.config.model.z_dim
-    z = GraphInput("z", "float32", ("batch", z_dim), "the style code; N(0, I) for a random "
-                   "style")
-    return GraphPlan(eval_copy(method.generator), condition, ((z, "argument"),),
+        return GraphPlan(eval_copy(method.generator))
+    z = GraphInput("z", "float32", ("batch", method.config.model.z_dim),
+                   "the style code; N(0, I) for a random style")
+    return GraphPlan(eval_copy(method.generator), (z,),
                      randomness="the 'z' input: condsynth draws it from N(0, I); the image "
                      "encoder of style images is not exported")
 
 
-class InferenceGraph(nn.Module):
-    """The exported computation: the condition encoded, the extras attached, the generator.
+@register_exporter("dcgan")
+def _dcgan(method: Method) -> GraphPlan:
+    z = GraphInput("z", "float32", ("batch", method.latent_size()), "the noise; N(0, I)")
+    generator = eval_copy(method.generator)
+    if condition_spec(method).kind != "none":
+        generator = CodesJoined(generator)
+    return GraphPlan(generator, (z,), randomness="the 'z' input: condsynth draws it from "
+                     "N(0, I)")
 
-    Forward: the tensors of :func:`graph_inputs`, in order -> (B, 3, H, W) float32 image.
+
+class InferenceGraph(nn.Module):
+    """The exported computation: the condition encoded, then the plan's generator.
+
+    Forward: the tensors of :func:`graph_inputs`, in order -> (B, C, H, W) float32 image.
     """
 
-    def __init__(self, plan: GraphPlan, spec: LabelConfig, dtype: torch.dtype) -> None:
+    def __init__(self, plan: GraphPlan, spec: ConditionConfig, dtype: torch.dtype) -> None:
         super().__init__()
         self.generator = plan.generator.to(dtype)
-        self.condition = plan.condition
         self.spec = spec
-        self.how = [how for _, how in plan.extras]
         self.dtype = dtype
 
     def forward(self, *inputs: Tensor) -> Tensor:
         inputs = list(inputs)
-        if self.condition == "label_map":
+        kind = self.spec.kind
+        if kind == "label_map":
             label = inputs.pop(0)
             instance = inputs.pop(0) if self.spec.use_instance else None
-            channels = [encode_label_map(label, instance, self.spec).to(self.dtype)]
-        elif self.condition == "image":
-            channels = [inputs.pop(0).to(self.dtype)]
-        else:
-            channels = []
-        arguments = []
-        for how, tensor in zip(self.how, inputs, strict=True):
-            (channels if how == "channels" else arguments).append(tensor.to(self.dtype))
-        x = torch.cat(channels, 1) if len(channels) > 1 else channels[0]
-        return self.generator(x, *arguments).float()
+            inputs.insert(0, label_map_channels(label, instance, self.spec))
+        elif kind == "class":    # (B,) ids -> (B, K), the label-map one-hot on a 1x1 map
+            inputs.insert(0, one_hot(inputs.pop(0)[:, None, None], self.spec)[:, :, 0, 0])
+        return self.generator(*(x.to(self.dtype) for x in inputs)).float()
 
 
 def plan_export(method: Method) -> GraphPlan:
@@ -268,9 +292,9 @@ def plan_export(method: Method) -> GraphPlan:
 
 
 def graph_inputs(method: Method, plan: GraphPlan) -> list[GraphInput]:
-    """The inputs of the exported graph, in order."""
-    spec = label_spec(method)
-    if plan.condition == "label_map":
+    """The inputs of the exported graph, in order: the condition's, then the plan's extras."""
+    spec = condition_spec(method)
+    if spec.kind == "label_map":
         out = [GraphInput("label", "int64", ("batch", "height", "width"),
                           f"class ids 0..{spec.num_classes - 1}, {spec.dontcare_label} = "
                           "dont-care")]
@@ -278,25 +302,30 @@ def graph_inputs(method: Method, plan: GraphPlan) -> list[GraphInput]:
             out.append(GraphInput("instance", "int64", ("batch", "height", "width"),
                                   "instance ids, Cityscapes encoding (class * 1000 + k for "
                                   "objects, the class id for stuff); only their edges count"))
-    elif plan.condition == "image":
+    elif spec.kind == "image":
         name = "sketch" if method.config.method == "autopainter" else "source"
-        out = [GraphInput(name, "float32", ("batch", spec.source_channels, "height", "width"),
+        out = [GraphInput(name, "float32", ("batch", spec.image_channels, "height", "width"),
                           "the condition image in [-1, 1]" + (" (white paper 1, black lines "
                                                               "-1)" if name == "sketch" else ""))]
+    elif spec.kind == "class":
+        out = [GraphInput("class", "int64", ("batch",), f"class ids 0..{spec.num_classes - 1}")]
+    elif spec.kind == "vector":
+        out = [GraphInput("attributes", "float32", ("batch", len(spec.attributes)),
+                          "attribute values: " + ", ".join(spec.attributes))]
     else:
         out = []
-    return out + [extra for extra, _ in plan.extras]
+    return out + list(plan.extras)
 
 
 def sample_inputs(inputs: list[GraphInput], batch: int, height: int, width: int,
-                  spec: LabelConfig) -> tuple[Tensor, ...]:
+                  spec: ConditionConfig) -> tuple[Tensor, ...]:
     """Random tensors of the inputs' shapes (the ids within the model's classes)."""
     g = torch.Generator().manual_seed(0)
     sizes = {"batch": batch, "height": height, "width": width}
     out = []
     for item in inputs:
         shape = [sizes.get(s, s) for s in item.shape]
-        if item.name == "label":
+        if item.name in ("label", "class"):
             out.append(torch.randint(0, spec.num_classes, shape, generator=g))
         elif item.name == "instance":
             out.append(torch.randint(0, 3, shape, generator=g) * 1000 + 1)
@@ -359,9 +388,10 @@ def export_method(method: Method, out: str | Path, size: tuple[int, int] | None 
         if calibration is None:
             raise ConfigError("int8 needs calibration label maps. Fix: pass --calibration DIR, "
                               "a dataset folder like the one the model was trained on.")
-        if label_spec(method).num_classes == 0:
+        if condition_spec(method).kind != "label_map":
             raise ConfigError("int8 export is calibrated on label maps; this model takes "
-                              "images or sketches. Fix: export it in fp32.")
+                              f"a {condition_spec(method).kind} condition. Fix: export it in "
+                              "fp32.")
         fp32 = export_method(method, Path(out).with_name(Path(out).stem + ".fp32.tmp.onnx"),
                              size, dynamic, "fp32")
         try:
@@ -378,27 +408,34 @@ def export_method(method: Method, out: str | Path, size: tuple[int, int] | None 
         raise ConfigError(f"{out}: the exported model's file name must end in .onnx")
     plan = plan_export(method)
     inputs = graph_inputs(method, plan)
-    spec = label_spec(method)
+    spec = condition_spec(method)
+    spatial = spec.kind in ("label_map", "image")
     multiple = method.size_multiple()
+    if not spatial and size is not None:
+        raise ConfigError(f"--size: this {method.config.method} model's pictures have the size "
+                          "it was trained for; leave --size out")
     height, width = size or canvas_size(method)
-    if height % multiple or width % multiple:
+    if spatial and (height % multiple or width % multiple):
         raise ConfigError(f"--size {height}x{width}: height and width must be multiples of "
                           f"{multiple} for this {method.config.method} model (for example "
                           f"{deploy.valid_size(height, multiple)}x"
                           f"{deploy.valid_size(width, multiple)})")
-    graph = InferenceGraph(plan, spec, PRECISION_DTYPES[precision]).eval()
+    dtype = PRECISION_DTYPES[precision]
+    graph = InferenceGraph(plan, spec, dtype).eval()
     # Traced on a batch of 2 (batch 1 would be specialized) and, for --dynamic, on two
     # multiples of the down-sampling per side (one would be specialized).
     sample_hw = (2 * multiple, 3 * multiple) if dynamic else (height, width)
     sample = sample_inputs(inputs, 2, *sample_hw, spec)
     dims = {"batch": torch.export.Dim("batch", min=1, max=4096)}
-    if dynamic:
+    if dynamic and spatial:
         dims["height"] = multiple * torch.export.Dim("height_blocks", min=1, max=4096)
         dims["width"] = multiple * torch.export.Dim("width_blocks", min=1, max=4096)
     dynamic_shapes = tuple({axis: dims[s] for axis, s in enumerate(item.shape) if s in dims}
                            for item in inputs)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(out.name + ".tmp")
+    with torch.no_grad():
+        output_shape = tuple(graph(*sample).shape[1:])
     # The exporter reports its progress on stdout; the command prints its own summary.
     with (torch.no_grad(), contextlib.redirect_stdout(io.StringIO()),
           warnings.catch_warnings()):
@@ -408,43 +445,48 @@ def export_method(method: Method, out: str | Path, size: tuple[int, int] | None 
                           input_names=[item.name for item in inputs], output_names=["image"],
                           dynamic_shapes=(dynamic_shapes,), opset_version=OPSETS[precision],
                           verbose=False)
+    if dynamic and spatial:
+        output_shape = (output_shape[0], "height", "width")
     sidecar = build_sidecar(method, plan, inputs, out.name,
-                            None if dynamic else (height, width), precision)
+                            None if dynamic or not spatial else (height, width), precision,
+                            output_shape)
     deploy.sidecar_path(out).write_text(json.dumps(sidecar, indent=1))
     os.replace(staging, out)
     return out
 
 
 def build_sidecar(method: Method, plan: GraphPlan, inputs: list[GraphInput], model_file: str,
-                  size: tuple[int, int] | None, precision: str) -> dict[str, Any]:
+                  size: tuple[int, int] | None, precision: str,
+                  output_shape: tuple[int | str, ...]) -> dict[str, Any]:
     """What a deployment needs to know beside the graph (read by :mod:`condsynth.deploy`)."""
     from condsynth.studio.server import class_table
 
-    spec = label_spec(method)
-    kind = plan.condition
+    spec = condition_spec(method)
     sizes = {} if size is None else {"height": size[0], "width": size[1]}
 
     def shape(item: GraphInput) -> list[int | str]:
         return [sizes.get(s, s) for s in item.shape]
 
+    spatial = spec.kind in ("label_map", "image")
     sidecar = {
         "format": deploy.FORMAT, "format_version": deploy.FORMAT_VERSION,
         "condsynth_version": __version__, "method": method.config.method,
         "model_file": model_file, "precision": precision,
         "precision_note": PRECISION_NOTES[precision],
-        "size": None if size is None else list(size), "size_multiple": method.size_multiple(),
+        "size": None if size is None else list(size),
+        "size_multiple": method.size_multiple() if spatial else None,
         "canvas": list(canvas_size(method)),
-        "condition": {"kind": kind, "num_classes": spec.num_classes,
+        "condition": {"kind": spec.kind, "num_classes": spec.num_classes,
                       "dontcare_label": spec.dontcare_label,
                       "contain_dontcare_label": spec.contain_dontcare_label,
                       "use_instance": spec.use_instance,
-                      "source_channels": spec.source_channels},
-        "classes": class_table(spec) if kind == "label_map" else [],
+                      "image_channels": spec.image_channels},
+        "classes": class_table(spec) if spec.kind == "label_map" else [],
+        "capabilities": sorted(str(c) for c in method.capabilities()),
         "inputs": [{**asdict(item), "shape": shape(item)} for item in inputs],
         "outputs": [{"name": "image", "dtype": "float32",
-                     "shape": ["batch", 3, sizes.get("height", "height"),
-                               sizes.get("width", "width")],
-                     "description": "the picture, RGB in [-1, 1]: (x + 1) * 127.5 gives 0..255"}],
+                     "shape": ["batch", *(sizes.get(s, s) for s in output_shape)],
+                     "description": "the picture in [-1, 1]: (x + 1) * 127.5 gives 0..255"}],
         "randomness": plan.randomness,
         "config": method.config.to_dict(),
     }
@@ -568,10 +610,10 @@ def quantize_int8(fp32_model: str | Path, out: str | Path,
 
 class OnnxMethod:
     """An exported model that answers like a loaded :class:`Method`: ``config``,
-    ``size_multiple()``, ``device`` and ``generate(label, *, instance, style, z, hints)`` with
-    torch tensors, run by ONNX Runtime on the CPU. Randomness (SPADE's z, pix2pixHD's looks)
-    comes from torch's global generator as in the PyTorch method, so ``torch.manual_seed``
-    makes a picture reproducible.
+    ``capabilities()``, ``size_multiple()``, ``device`` and ``generate(cond, *, instance, z,
+    style, hints, batch_size)`` with torch tensors, run by ONNX Runtime on the CPU. Randomness
+    (z, pix2pixHD's looks) comes from torch's global generator as in the PyTorch method, so
+    ``torch.manual_seed`` makes a picture reproducible.
     """
 
     inference_networks: tuple[str, ...] = ()
@@ -580,15 +622,21 @@ class OnnxMethod:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.model = deploy.DeployedModel(path, threads=threads)
         self.path = Path(path)
-        self.config = Config.from_dict(self.model.sidecar["config"], where=str(path))
+        self.config = parse_config(self.model.sidecar["config"], where=str(path))
         self.name = self.config.method
         self.device = torch.device("cpu")
 
     def size_multiple(self) -> int:
         return self.model.size_multiple
 
-    def modules(self) -> list[nn.Module]:
-        return []          # no torch modules: nothing random inside the graph
+    def capabilities(self) -> frozenset[Capability]:
+        # What the graph can do: the style encoder stays behind in PyTorch.
+        return frozenset(Capability(c) for c in self.model.sidecar["capabilities"]
+                         if c != Capability.STYLE_IMAGE)
+
+    def latent_size(self) -> int | None:
+        z = self.model.inputs.get("z")
+        return None if z is None else int(z["shape"][1])
 
     def eval(self) -> OnnxMethod:
         return self
@@ -614,10 +662,11 @@ class OnnxMethod:
                                                    feat_num, looks, instance_looks, seed,
                                                    random_per))
 
-    def generate(self, label: Tensor, instance: Tensor | None = None, style: Tensor | None = None,
-                 z: Tensor | None = None, hints: Tensor | None = None) -> Tensor:
-        """(B, H, W) label maps (or (B, C, H, W) conditions) -> (B, 3, H, W) images in [-1, 1].
-        ``z`` is SPADE's style code or pix2pixHD's feature map, as in the PyTorch methods."""
+    def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,
+                 z: Tensor | None = None, style: Tensor | None = None,
+                 instance: Tensor | None = None, hints: Tensor | None = None) -> Tensor:
+        """As :meth:`Method.generate`: ``z`` is the noise or SPADE's style code, or
+        pix2pixHD's feature map; no style image (its encoder is not exported)."""
         if style is not None:
             raise CondsynthError(f"{self.path.name}: exported models take no style image (the "
                                  "image encoder is not exported). Fix: leave it out; give z "
@@ -628,19 +677,25 @@ class OnnxMethod:
             features, z = z.float().cpu().numpy(), None
         elif z is not None and "z" not in inputs:
             raise CondsynthError(f"{self.path.name} takes no z: its output depends on the "
-                                 "layout alone.")
-        if "z" in inputs and z is None:
-            z = torch.randn(label.shape[0], inputs["z"]["shape"][1])     # as SPADE.generate
+                                 "condition alone.")
+        batch = (cond.shape[0] if cond is not None else z.shape[0] if z is not None
+                 else batch_size or 1)
+        if "z" in inputs and z is None:                      # as the PyTorch methods draw it
+            z = torch.randn(batch, inputs["z"]["shape"][1])
         if "features" in inputs and features is None:
             if self.model.centres:
-                features = self.feature_map(label, instance).numpy()
+                features = self.feature_map(cond, instance).numpy()
             else:
-                features = np.zeros((label.shape[0], inputs["features"]["shape"][1],
-                                     *label.shape[-2:]), np.float32)
-        out = self.model.generate(
-            label.cpu().numpy(), None if instance is None else instance.cpu().numpy(),
-            features=features, z=None if z is None else z.float().cpu().numpy(),
-            hints=None if hints is None else hints.float().cpu().numpy())
+                features = np.zeros((batch, inputs["features"]["shape"][1], *cond.shape[-2:]),
+                                    np.float32)
+
+        def array(t: Tensor | None) -> np.ndarray | None:
+            return None if t is None else t.cpu().numpy()
+
+        out = self.model.generate(array(cond), array(instance), features=features,
+                                  z=array(None if z is None else z.float()),
+                                  hints=array(None if hints is None else hints.float()),
+                                  batch_size=batch)
         return torch.from_numpy(out)
 
 

@@ -21,6 +21,7 @@ CASES = ["pix2pixhd-global", "pix2pixhd-local", "pix2pixhd-feat", "spade-default
 TOLERANCE = 1e-4
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("case", CASES)
 def test_exported_official_checkpoint_gives_the_official_output(case, official_fixtures,
                                                                  tmp_path):
