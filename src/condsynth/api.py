@@ -22,10 +22,17 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
     ``channels_last`` stores the weights in that memory format: the fast path (``condsynth
     bench --run RUN --precision bf16 --channels-last`` measures its speed and its PSNR against
     fp32 for this run).
+
+    A ``.onnx`` file written by ``condsynth export`` loads as :class:`condsynth.export.OnnxMethod`:
+    the same ``generate``, run by ONNX Runtime on the CPU.
     """
     from condsynth.config import PRECISIONS
     from condsynth.errors import ConfigError
 
+    if str(run_dir).endswith(".onnx"):       # an exported model, served by ONNX Runtime
+        from condsynth.export import load_onnx
+
+        return load_onnx(run_dir, device, precision, channels_last)
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     config = checkpoint.read_config(run_dir)

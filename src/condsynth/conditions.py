@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from condsynth.config import ConditionConfig
-from condsynth.data.labels import check_label_values, instance_edges, one_hot
+from condsynth.data.labels import check_label_values, label_map_channels
 from condsynth.errors import DataError
 
 # The batch key of each kind's condition (None: noise-only models take none).
@@ -94,7 +93,6 @@ def encode_label_map(label: Tensor, instance: Tensor | None, spec: ConditionConf
     if label.is_floating_point():
         raise DataError(f"{source}: expected integer class ids, found dtype {label.dtype}")
     check_label_values(label, spec, source)
-    channels = [one_hot(label, spec)]
     if spec.use_instance:
         if instance is None:
             raise DataError(f"{source}: this model uses instance maps (condition.use_instance) "
@@ -103,8 +101,7 @@ def encode_label_map(label: Tensor, instance: Tensor | None, spec: ConditionConf
         if instance.shape != label.shape:
             raise DataError(f"{source}: instance map shape {tuple(instance.shape)} differs from "
                             f"the label map's {tuple(label.shape)}")
-        channels.append(instance_edges(instance))
-    return torch.cat(channels, dim=1)
+    return label_map_channels(label, instance, spec)
 
 
 def describe_condition(spec: ConditionConfig) -> str:

@@ -16,23 +16,10 @@ from condsynth.data.io import load_palette, read_image, read_instance, read_labe
 from condsynth.data.labels import check_label_values
 from condsynth.data.layouts import IMAGE_SUFFIXES
 from condsynth.data.sketches import hint_picture, load_hints, load_sketch, sketch_to_tensor
+from condsynth.deploy import resize_map, valid_size
 from condsynth.errors import DataError
 from condsynth.methods.base import Capability, Method
 from condsynth.pages import class_colours, colourize, save_png, write_table_page
-
-
-def valid_size(size: int, multiple: int) -> int:
-    """The nearest multiple of ``multiple`` (at least one multiple)."""
-    return max(multiple, int(round(size / multiple)) * multiple)
-
-
-def resize_map(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of an id map (labels and instances must not blend)."""
-    if array.shape == (height, width):
-        return array
-    ys = (np.arange(height) * array.shape[0] / height).astype(np.int64)
-    xs = (np.arange(width) * array.shape[1] / width).astype(np.int64)
-    return array[ys][:, xs]
 
 
 def synthesize_arrays(method: Method, label: np.ndarray, instance: np.ndarray | None = None,

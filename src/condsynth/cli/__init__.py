@@ -21,8 +21,8 @@ from condsynth.errors import CondsynthError
 
 # The subcommand modules of this package, in the order ``condsynth --help`` lists them.
 COMMANDS: tuple[str, ...] = ("train", "synthesize", "data", "demo", "bench", "import_",
-                             "features", "evaluate", "segmenter", "study", "studio", "sample",
-                             "explore", "probe")
+                             "features", "export", "evaluate", "segmenter", "study", "studio",
+                             "sample", "explore", "probe")
 
 
 def build_parser() -> argparse.ArgumentParser:

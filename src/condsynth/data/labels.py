@@ -23,14 +23,14 @@ def instance_edges(instance: Tensor) -> Tensor:
     Returns:
         (B, 1, H, W) float, 1 where a pixel's id differs from any 4-neighbour's.
     """
-    edge = torch.zeros(instance.shape, dtype=torch.bool, device=instance.device)
-    horizontal = instance[:, :, 1:] != instance[:, :, :-1]   # (B, H, W-1)
-    vertical = instance[:, 1:, :] != instance[:, :-1, :]     # (B, H-1, W)
-    edge[:, :, 1:] |= horizontal
-    edge[:, :, :-1] |= horizontal
-    edge[:, 1:, :] |= vertical
-    edge[:, :-1, :] |= vertical
-    return edge.unsqueeze(1).float()
+    horizontal = (instance[:, :, 1:] != instance[:, :, :-1]).float()   # (B, H, W-1)
+    vertical = (instance[:, 1:, :] != instance[:, :-1, :]).float()     # (B, H-1, W)
+    # Each difference marks the pixels on both of its sides. Padding instead of in-place writes
+    # keeps this traceable, so exported models (condsynth.export) compute it in their graph.
+    edge = torch.maximum(F.pad(horizontal, (1, 0)), F.pad(horizontal, (0, 1)))
+    edge = torch.maximum(edge, torch.maximum(F.pad(vertical, (0, 0, 1, 0)),
+                                             F.pad(vertical, (0, 0, 0, 1))))
+    return edge.unsqueeze(1)
 
 
 def check_label_values(label: Tensor, spec: ConditionConfig, source: str = "label map",
@@ -61,12 +61,18 @@ def one_hot(label: Tensor, spec: ConditionConfig) -> Tensor:
     num_classes = spec.num_classes
     channels = num_classes + int(spec.contain_dontcare_label)
     label = label.long()
-    dontcare = label == spec.dontcare_label
-    if spec.contain_dontcare_label:
-        index = torch.where(dontcare, torch.full_like(label, num_classes), label)
-    else:
-        index = torch.where(dontcare, torch.zeros_like(label), label)
-    out = F.one_hot(index, channels).permute(0, 3, 1, 2).float()   # (B, C, H, W)
-    if not spec.contain_dontcare_label and bool(dontcare.any()):
-        out = out * (~dontcare).unsqueeze(1).float()
-    return out
+    # Dont-care pixels go to their own channel, or to -1, which matches no channel.
+    index = torch.where(label == spec.dontcare_label,
+                        num_classes if spec.contain_dontcare_label else -1, label)
+    classes = torch.arange(channels, device=label.device).view(1, channels, 1, 1)
+    return (index.unsqueeze(1) == classes).float()                      # (B, C, H, W)
+
+
+def label_map_channels(label: Tensor, instance: Tensor | None, spec: ConditionConfig) -> Tensor:
+    """One-hot (+ dont-care) (+ instance edges), (B, L, H, W), without the checks of
+    :func:`condsynth.conditions.encode_label_map`: plain tensor operations, which an exported
+    graph can hold."""
+    channels = [one_hot(label, spec)]
+    if spec.use_instance:
+        channels.append(instance_edges(instance))
+    return torch.cat(channels, dim=1)

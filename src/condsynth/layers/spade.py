@@ -114,9 +114,15 @@ class SPADE(nn.Module):
             # Training: two convolutions. Measured on CPU, the fused one is no faster here: its
             # weight concatenation and gradient split cost what the shared pass saves.
             return 1 + self.mlp_gamma(actv), self.mlp_beta(actv)
-        weight, bias = self.fused_gamma_beta(                             # (2C, hidden, k, k)
-            [self.mlp_gamma.weight, self.mlp_beta.weight],
-            [self.mlp_gamma.bias, self.mlp_beta.bias], bias_offsets=(1.0, 0.0))
+        weights = [self.mlp_gamma.weight, self.mlp_beta.weight]
+        biases = [self.mlp_gamma.bias, self.mlp_beta.bias]
+        if torch.compiler.is_compiling():
+            # Traced (torch.compile, ONNX export): the concatenation becomes part of the graph,
+            # which folds it into constants once; the cache's pointer checks cannot be traced.
+            weight, bias = torch.cat(weights), torch.cat([biases[0] + 1.0, biases[1]])
+        else:
+            weight, bias = self.fused_gamma_beta(weights, biases,         # (2C, hidden, k, k)
+                                                 bias_offsets=(1.0, 0.0))
         scale, shift = F.conv2d(actv, weight, bias, padding=self.mlp_gamma.padding).chunk(2, 1)
         return scale, shift
 

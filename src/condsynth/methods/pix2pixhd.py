@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from condsynth.conditions import batch_key, condition_of
 from condsynth.config import Config
+from condsynth.deploy import feature_map
 from condsynth.discriminators import MultiscaleDiscriminator
 from condsynth.errors import CheckpointError, CondsynthError, ConfigError, DataError
 from condsynth.layers.norms import norm_layer
@@ -603,37 +604,13 @@ class Pix2PixHD(Method):
                 "this run holds no clustered features, so looks cannot be sampled. Fix: run "
                 "`condsynth features RUN_DIR --data DIR` (compute_features) first, or give a "
                 "style image.")
-        ids = self._pool_ids(label, instance, "label map").to(self.device, torch.int64)
-        looks, instance_looks = dict(looks or {}), dict(instance_looks or {})
-        feat_num = self.config.model.feat_num
+        # The one implementation, in numpy, which exported models use as well.
+        ids = self._pool_ids(label, instance, "label map").to(torch.int64).cpu().numpy()
         if seed is None:
             seed = int(torch.randint(0, 2**62, ()).item())
-        rng = np.random.default_rng(seed)
-        out = torch.zeros(ids.shape[0], feat_num, *ids.shape[1:], device=self.device)
-        for b in range(ids.shape[0]):
-            unique, inverse = torch.unique(ids[b], return_inverse=True)
-            table = torch.zeros(len(unique), feat_num)
-            class_pick: dict[int, int] = {}
-            for row, i in enumerate(unique.tolist()):
-                c = class_of_ids(i)
-                centres = self._centres.get(c)
-                if centres is None or len(centres) == 0:
-                    continue
-                if i in instance_looks:
-                    pick = instance_looks[i]
-                elif c in looks:
-                    pick = looks[c]
-                elif random_per == "class":
-                    pick = class_pick.setdefault(c, int(rng.integers(len(centres))))
-                else:
-                    pick = int(rng.integers(len(centres)))
-                if not 0 <= pick < len(centres):
-                    raise CondsynthError(f"look {pick} for class {c} (id {i}) does not exist: "
-                                         f"the class has {len(centres)} clusters (0.."
-                                         f"{len(centres) - 1}).")
-                table[row] = torch.from_numpy(centres[pick])
-            out[b] = table.to(self.device)[inverse].permute(2, 0, 1)
-        return out
+        features = feature_map(ids, self._centres, self.config.model.feat_num, looks,
+                               instance_looks, seed, random_per)
+        return torch.from_numpy(features).to(self.device)
 
     # ----------------------------------------------------------------------------- run files
     def extra_files(self) -> dict[str, bytes]:

@@ -170,30 +170,25 @@ class SPADEGenerator(nn.Module):
         else:
             x = self.fc(resize_nearest(segmap, grid))                    # (B, 16ngf, sh, sw)
 
-        # The label map at each resolution, resized once and shared by every block there.
-        resized: dict[tuple[int, int], Tensor] = {}
+        def up(x: Tensor) -> tuple[Tensor, Tensor]:
+            """x doubled, and the label map at its new resolution, resized once per resolution
+            and shared by every block there."""
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            return x, resize_nearest(segmap, x.shape[-2:])
 
-        def seg(x: Tensor) -> Tensor:
-            size = tuple(x.shape[-2:])
-            if size not in resized:
-                resized[size] = resize_nearest(segmap, size)
-            return resized[size]
-
-        def up(x: Tensor) -> Tensor:
-            return F.interpolate(x, scale_factor=2, mode="nearest")
-
-        x = self.head_0(x, seg(x))
-        x = up(x)
-        x = self.G_middle_0(x, seg(x))
+        seg = resize_nearest(segmap, x.shape[-2:])
+        x = self.head_0(x, seg)
+        x, seg = up(x)
+        x = self.G_middle_0(x, seg)
         if self.num_upsampling_layers in ("more", "most"):
-            x = up(x)
-        x = self.G_middle_1(x, seg(x))
+            x, seg = up(x)
+        x = self.G_middle_1(x, seg)
         blocks = [self.up_0, self.up_1, self.up_2, self.up_3]
         if self.num_upsampling_layers == "most":
             blocks.append(self.up_4)
         for block in blocks:
-            x = up(x)
-            x = block(x, seg(x))
+            x, seg = up(x)
+            x = block(x, seg)
         x = self.conv_img(F.leaky_relu(x, 0.2))
         return torch.tanh(x).contiguous()
 
