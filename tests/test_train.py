@@ -113,8 +113,11 @@ def test_crash_before_commit_keeps_previous_checkpoint(scenes, tmp_path, monkeyp
         checkpoint.write_checkpoint(run, config, method.networks(), step=99)
     monkeypatch.undo()
     assert_same_weights(before, weights(run))           # nothing moved yet
-    load(run, device="cpu")                              # recover() discards the staging
+    load(run, device="cpu")                              # a reader changes nothing
+    assert (run / checkpoint.STAGING).exists()
+    checkpoint.claim_run(run, resume=True).release()     # the next trainer discards it
     assert not (run / checkpoint.STAGING).exists()
+    assert_same_weights(before, weights(run))
 
 
 @pytest.mark.slow
@@ -140,10 +143,15 @@ def test_crash_during_commit_is_rolled_forward(scenes, tmp_path, monkeypatch):
         checkpoint.write_checkpoint(run, config, method.networks(), step=99)
     monkeypatch.undo()
     assert (run / checkpoint.STAGING / checkpoint.COMPLETE).exists()
-    loaded = load(run, device="cpu")                     # rolls the commit forward
+    loaded = load(run, device="cpu")                     # sees the staged checkpoint...
     for key, value in method.networks()["generator"].state_dict().items():
         assert torch.equal(value, loaded.networks()["generator"].state_dict()[key])
+    assert (run / checkpoint.STAGING).exists()           # ...without changing the run
+    checkpoint.claim_run(run, resume=True).release()     # the next trainer rolls it forward
     assert not (run / checkpoint.STAGING).exists()
+    committed = load_file(run / "generator.safetensors")
+    for key, value in method.networks()["generator"].state_dict().items():
+        assert torch.equal(value, committed[key])
 
 
 @pytest.mark.slow

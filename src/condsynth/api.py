@@ -35,13 +35,7 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
         return load_onnx(run_dir, device, precision, channels_last)
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    config = checkpoint.read_config(run_dir)
-    method = build_method(config)
-    present = tuple(name for name in method.network_names
-                    if name in method.inference_networks or checkpoint.has_network(run_dir, name))
-    checkpoint.load_method(run_dir, method, present)
-    if ema and checkpoint.has_network(run_dir, "generator_ema"):
-        checkpoint.load_network(run_dir, "generator_ema", method.networks()["generator"])
+    method = checkpoint.read_run(run_dir, lambda view: _read_method(view, Path(run_dir), ema))
     dev = resolve_device(device)
     if precision == "fp16" and dev.type != "cuda":
         raise ConfigError("fp16 inference needs CUDA; use precision bf16 on the CPU")
@@ -52,3 +46,14 @@ def load(run_dir: str | Path, device: str = "auto", ema: bool = True,
     if precision != "fp32":
         method.cast_inference_weights(precision_dtype(precision))
     return method.eval()
+
+
+def _read_method(view: Path, run_dir: Path, ema: bool) -> Method:
+    """Build and fill a run's method from ``view`` (see :func:`checkpoint.read_run`)."""
+    method = build_method(checkpoint.config_in(view, run_dir))
+    present = tuple(name for name in method.network_names
+                    if name in method.inference_networks or checkpoint.has_network(view, name))
+    checkpoint.load_method(view, method, present)
+    if ema and checkpoint.has_network(view, "generator_ema"):
+        checkpoint.load_network(view, "generator_ema", method.networks()["generator"])
+    return method

@@ -2,19 +2,29 @@
 
 A checkpoint is several files that must change together. They are written into ``.staging/``
 first; a ``COMPLETE`` marker written last makes the set valid; only then are the files moved
-into place. A kill before the marker leaves the previous checkpoint untouched (the staging
-folder is discarded); a kill after it is rolled forward by :func:`recover`, which every reader
-calls. Either way the run directory holds one consistent, loadable checkpoint.
+into place, one by one, under an exclusive lock on ``.commit.lock``. A kill before the marker
+leaves the previous checkpoint untouched (the staging folder is discarded); a kill after it is
+rolled forward by :func:`recover`. Either way the run directory holds one consistent checkpoint.
+
+Only the trainer that holds a run (:func:`claim_run`: an exclusive ``flock`` on
+``.train.lock``, which the OS releases when the process dies, so a crash leaves nothing stuck)
+changes it. Readers never write: :func:`reading` takes a shared lock on ``.commit.lock`` (so no
+commit is half-way while they read) and, when a crashed trainer left a complete but uncommitted
+checkpoint, shows them that newest complete set through a private folder of links.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -34,6 +44,10 @@ COMPLETE = "COMPLETE"
 TRAIN_STATE = "train_state.pt"
 CONFIG = "config.yaml"
 METHOD_STATE = "method_state.safetensors"
+TRAIN_LOCK = ".train.lock"      # held (exclusive) by the one trainer of a run
+COMMIT_LOCK = ".commit.lock"    # exclusive while files move into place; shared while reading
+LOCK_FILES = (TRAIN_LOCK, COMMIT_LOCK)
+T = TypeVar("T")
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -83,37 +97,191 @@ def write_checkpoint(run_dir: str | Path, config: Config, networks: dict[str, nn
     _commit(run_dir)
 
 
+@contextlib.contextmanager
+def _flock(path: Path, mode: int, create: bool) -> Iterator[bool]:
+    """Hold ``flock(mode)`` on ``path`` for the block; yields False when there is no lock file
+    to hold (a reader never creates one)."""
+    try:
+        fd = os.open(path, (os.O_RDWR | os.O_CREAT) if create else os.O_RDONLY, 0o644)
+    except FileNotFoundError:
+        if create:
+            raise
+        yield False
+        return
+    try:
+        fcntl.flock(fd, mode)
+        yield True
+    finally:
+        os.close(fd)                          # closing releases the lock
+
+
+def _manifest(run_dir: Path) -> list[str] | None:
+    """The files of a complete, not yet committed checkpoint in ``.staging``, else None."""
+    try:
+        return json.loads((run_dir / STAGING / COMPLETE).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _commit(run_dir: Path) -> None:
     staging = run_dir / STAGING
-    manifest = json.loads((staging / COMPLETE).read_text())
-    for name in manifest["files"]:
-        src = staging / name
-        if src.exists():                      # already moved by an interrupted commit
-            os.replace(src, run_dir / name)
-    shutil.rmtree(staging)
+    with _flock(run_dir / COMMIT_LOCK, fcntl.LOCK_EX, create=True):
+        for name in json.loads((staging / COMPLETE).read_text())["files"]:
+            src = staging / name
+            if src.exists():                  # already moved by an interrupted commit
+                os.replace(src, run_dir / name)
+        shutil.rmtree(staging)
 
 
 def recover(run_dir: str | Path) -> None:
-    """Finish or discard a checkpoint write that a crash interrupted."""
+    """Finish or discard a checkpoint write that a crash interrupted. Only the trainer that
+    holds the run (:func:`claim_run`) may call this: readers use :func:`read_run`."""
     staging = Path(run_dir) / STAGING
     if not staging.exists():
         return
-    if (staging / COMPLETE).exists():
+    if _manifest(Path(run_dir)) is not None:
         _commit(Path(run_dir))
     else:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def read_config(run_dir: str | Path) -> Config:
+class RunClaim:
+    """The right to change one run directory, held by its trainer (see :func:`claim_run`)."""
+
+    def __init__(self, run_dir: Path, fd: int) -> None:
+        self.run_dir = run_dir
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)                # closing releases the flock
+            self._fd = None
+
+    def __enter__(self) -> RunClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def claim_run(run_dir: str | Path, resume: bool = False, overwrite: bool = False) -> RunClaim:
+    """Become the one trainer of ``run_dir``: lock it, finish or discard an interrupted
+    checkpoint, and with ``overwrite`` remove everything of the run it held before.
+
+    A second trainer of the same run is refused. The lock is an ``flock`` that the OS drops
+    when its process ends, however it ends, so a crashed trainer never leaves a run locked.
+    Without ``resume`` or ``overwrite`` a folder that already holds a run is refused.
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CheckpointError(f"--run {run_dir} is a file, not a folder. Fix: choose another "
+                              "--run path.")
+    # A folder a trainer ever held is a run, even one killed before its first checkpoint.
+    was_run = (run_dir / CONFIG).is_file() or (run_dir / TRAIN_LOCK).exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / TRAIN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise CheckpointError(f"cannot write the run directory {run_dir} ({err.strerror}). "
+                              "Fix: make it writable, or choose another --run.") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise CheckpointError(f"{run_dir} is being trained by another process (pid {holder}); "
+                              "a run has one trainer at a time. Fix: wait for it to finish (or "
+                              "stop it), or choose another --run.") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    claim = RunClaim(run_dir, fd)
+    try:
+        recover(run_dir)
+        if not resume and was_run and holds_run(run_dir):
+            if not overwrite:
+                raise CheckpointError(f"{run_dir} already holds a run. Fix: --resume to continue "
+                                      "it, --overwrite to start again in it, or choose another "
+                                      "--run.")
+            clear_run(run_dir)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds anything but its lock files."""
+    return any(entry.name not in LOCK_FILES for entry in run_dir.iterdir())
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove everything of a run but its lock files (``--overwrite``): nothing of the old
+    run (an EMA generator, its losses, its samples) may mix with the new one."""
+    for entry in run_dir.iterdir():
+        if entry.name in LOCK_FILES:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+@contextlib.contextmanager
+def _view(run_dir: Path) -> Iterator[Path]:
+    """The newest complete checkpoint as a folder: ``run_dir`` itself, or, when ``.staging``
+    holds a complete checkpoint half moved into place (a crashed trainer), a private temporary
+    folder of links that overlays the staged files on the run's own."""
+    staged = _manifest(run_dir)
+    if staged is None:
+        yield run_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="condsynth-view-") as tmp:
+        view = Path(tmp)
+        for entry in run_dir.iterdir():
+            if entry.name != STAGING:
+                (view / entry.name).symlink_to(entry.resolve())
+        for name in staged:
+            src = run_dir / STAGING / name
+            if src.exists():                  # else already moved: the run's own file is new
+                (view / name).unlink(missing_ok=True)
+                (view / name).symlink_to(src.resolve())
+        yield view
+
+
+def read_run(run_dir: str | Path, read: Callable[[Path], T]) -> T:
+    """``read(folder)`` on a consistent view of the run's newest complete checkpoint.
+
+    No commit runs while ``read`` runs (a shared lock on ``.commit.lock``; the trainer waits,
+    so keep ``read`` short), and the run directory is never changed: readers may run beside
+    a trainer. ``read`` must take every file from the folder it is given.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist")
-    recover(run_dir)
-    if not (run_dir / CONFIG).is_file():
+        what = "is not a folder" if run_dir.exists() else "does not exist"
+        raise CheckpointError(f"run directory {run_dir} {what}. Fix: point at a folder "
+                              "written by `condsynth train` or `condsynth import`.")
+    while True:
+        with _flock(run_dir / COMMIT_LOCK, fcntl.LOCK_SH, create=False) as locked:
+            with _view(run_dir) as view:
+                result = read(view)
+        # Without a lock file no trainer had written the run when we began; if one has since,
+        # a commit may have overlapped the read: read again, under its lock this time.
+        if locked or not (run_dir / COMMIT_LOCK).exists():
+            return result
+
+
+def read_config(run_dir: str | Path) -> Config:
+    """The run's configuration (read only: the run directory is not changed)."""
+    return read_run(run_dir, lambda view: config_in(view, Path(run_dir)))
+
+
+def config_in(view: Path, run_dir: Path) -> Config:
+    """``config.yaml`` of a view given by :func:`read_run` (errors name ``run_dir``)."""
+    if not (view / CONFIG).is_file():
         raise CheckpointError(f"{run_dir} is not a condsynth run directory: {CONFIG} is missing. "
                               "Fix: point at a folder written by `condsynth train` or "
                               "`condsynth import`.")
-    return load_config(run_dir / CONFIG)
+    return load_config(view / CONFIG)
 
 
 def load_network(run_dir: str | Path, name: str, module: nn.Module) -> int:

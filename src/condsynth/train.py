@@ -447,12 +447,24 @@ def _prepare_from_source(config: Config) -> Config:
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          stop_at: int | None = None, init_from: str | Path | None = None) -> TrainResult:
+          stop_at: int | None = None, init_from: str | Path | None = None,
+          overwrite: bool = False) -> TrainResult:
     """Train ``config`` into ``run_dir``; with ``resume``, continue the run saved there.
 
     ``stop_at`` ends the session early at that step (checkpointed), as an interruption would.
     ``init_from`` starts a new run from another run's weights (``Method.initialize_from``).
+    ``overwrite`` starts anew in a folder holding a run (nothing of the old run is kept).
+    The run is locked for the session: a second trainer of it is refused.
     """
+    # Only rank 0 writes the run directory, so only rank 0 holds it.
+    claim = (checkpoint.claim_run(run_dir, resume=resume, overwrite=overwrite)
+             if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext())
+    with claim:
+        return _train(config, run_dir, resume, progress, stop_at, init_from)
+
+
+def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
+           stop_at: int | None, init_from: str | Path | None) -> TrainResult:
     run_dir = Path(run_dir)
     device = resolve_train_device(config)
     info = init_distributed(device)
@@ -466,7 +478,6 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     start_step = 0
     state: dict[str, Any] | None = None
     if resume:
-        checkpoint.recover(run_dir)
         state = checkpoint.read_train_state(run_dir)
         checkpoint.load_method(run_dir, method)
         start_step = int(state["step"])

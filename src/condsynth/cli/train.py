@@ -51,11 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                           "`condsynth data procedural --out DIR`)")
     config = prepare_config(training_config(args))
     run = Path(args.run)
-    if not args.resume and (run / "config.yaml").exists() and not args.overwrite:
-        raise ConfigError(f"{run} already holds a run. Fix: --resume to continue it, "
-                          "--overwrite to start again in it, or choose another --run.")
     result = train(config, run, resume=args.resume, progress=not args.quiet,
-                   init_from=args.init_from)
+                   init_from=args.init_from, overwrite=args.overwrite)
     print(f"trained {config.method} to step {result.step} in {result.seconds:.0f} s; "
           f"samples: {run / 'index.html'}")
     return 0
