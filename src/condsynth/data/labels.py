@@ -40,6 +40,8 @@ def check_label_values(label: Tensor, spec: ConditionConfig, source: str = "labe
     ``fix`` replaces the default advice (which suits training data, not a trained model).
     """
     num_classes = spec.num_classes
+    # torch has no comparisons for uint16/uint32 tensors (16-bit PNGs, the studio's maps).
+    label = label.long()
     bad = (label < 0) | ((label >= num_classes) & (label != spec.dontcare_label))
     if bool(bad.any()):
         values = torch.unique(label[bad]).tolist()
