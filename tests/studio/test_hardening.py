@@ -41,3 +41,15 @@ def test_models_with_16_bit_class_ids_paint(wide):
     request["label"] = encode_array(label, "uint16")
     status, _, body = call(wide, "/api/generate", request)
     assert status == 422 and "300" in json.loads(body)["error"]
+
+
+def test_posts_from_other_sites_are_refused(wide):
+    label = np.zeros((SIZE, SIZE), np.uint16)
+    request = {"model": "wide", "seed": 1, "label": encode_array(label, "uint16")}
+    port = wide.server_address[1]
+    for headers in ({"Origin": "http://attacker.example"}, {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site"}):
+        status, _, body = call(wide, "/api/generate", request, headers)
+        assert status == 403 and "refused" in json.loads(body)["error"]
+    status, _, _ = call(wide, "/api/generate", request, {"Origin": f"http://127.0.0.1:{port}"})
+    assert status == 200

@@ -3,6 +3,7 @@ and kept across restarts, and the like / dislike rates."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -157,3 +158,40 @@ def test_study_commands(folders, tmp_path, capsys):
     assert main(["study", "build", "--out", str(tmp_path / "x"), "--system", "oops"]) == 2
     assert "NAME=DIR" in capsys.readouterr().err
     assert main(["study", "report", str(tmp_path)]) == 2
+
+
+def test_cross_site_writes_and_foreign_hosts_are_refused(folders, tmp_path):
+    systems, inputs = folders
+    study = tmp_path / "study"
+    manifest = build_study(study, systems, inputs)
+    item = manifest["items"][0]
+    answer = {"judge": "eve", "item": "item0000", "best": item["options"][0]["id"],
+              "worst": item["options"][1]["id"], "shown": [o["id"] for o in item["options"]]}
+    with StudyServer(study) as server:
+        own = f"http://127.0.0.1:{server.port}"
+
+        def send(method, path, headers, body=None):
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            connection.putrequest(method, path, skip_host=True)
+            for key, value in {"Host": f"127.0.0.1:{server.port}", **headers}.items():
+                connection.putheader(key, value)
+            data = json.dumps(body).encode() if body is not None else b""
+            connection.putheader("Content-Length", str(len(data)))
+            connection.endheaders(data)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+
+        for headers in ({"Origin": "http://attacker.example"}, {"Origin": "null"},
+                        {"Origin": "http://127.0.0.1:1"}, {"Sec-Fetch-Site": "cross-site"}):
+            status, _, body = send("POST", "/api/answer", headers, answer)
+            assert status == 403 and "refused" in json.loads(body)["error"], headers
+        assert not json.loads((study / "results.json").read_text())["answers"]
+        status, _, _ = send("GET", "/", {"Host": "attacker.example"})
+        assert status == 403
+        status, headers, _ = send("POST", "/api/answer", {"Origin": own,
+                                                          "Sec-Fetch-Site": "same-origin"},
+                                  answer)
+        assert status == 200
+        status, headers, _ = send("GET", "/", {})
+        assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]

@@ -57,7 +57,6 @@ import base64
 import binascii
 import errno
 import io
-import ipaddress
 import json
 import socket
 import sys
@@ -70,7 +69,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse, urlsplit
+from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 import torch
@@ -87,6 +86,7 @@ from condsynth.errors import CondsynthError
 from condsynth.methods.base import Capability, Method
 from condsynth.pages import default_colours
 from condsynth.synthesize import resize_map, valid_size
+from condsynth.web import SECURITY_HEADERS, host_refusal, is_loopback, origin_refusal
 
 __all__ = ["StudioError", "StudioModel", "StudioServer", "make_server", "load_models", "model_ids",
            "class_table", "sample_classes", "latent_code", "derive_instances", "decode_array",
@@ -102,14 +102,6 @@ DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2"), "int32": np.dtype
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".png": "image/png",
                  ".svg": "image/svg+xml", ".ico": "image/x-icon"}
-# Nothing from other origins: the page ships everything it needs (no CDN).
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
-                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
 # torch's random generator is process-wide: seeding and the generate call that draws from it
 # (dropout noise, SPADE's z, pix2pixHD's random looks) must not interleave between requests.
@@ -598,15 +590,6 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
     return files
 
 
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class StudioServer(ThreadingHTTPServer):
     """The studio's HTTP server (see the module docstring for its API).
 
@@ -705,15 +688,11 @@ class StudioHandler(BaseHTTPRequestHandler):
         self._json(status, {"error": message})
 
     def _check_host(self) -> None:
-        if not self.server.loopback_only:
-            return
-        try:
-            host = urlsplit("//" + (self.headers.get("Host") or "")).hostname or ""
-        except ValueError:
-            host = ""
-        if not is_loopback(host):
-            raise StudioError(HTTPStatus.FORBIDDEN, f"host {host!r} refused: the studio "
-                              "listens on this computer only; open it as http://127.0.0.1")
+        refusal = host_refusal(self.headers, self.server.loopback_only)
+        if refusal is None and self.command == "POST":
+            refusal = origin_refusal(self.headers)     # no writes from other sites' pages
+        if refusal is not None:
+            raise StudioError(HTTPStatus.FORBIDDEN, refusal)
 
     def _get(self, url: Any) -> None:
         path = url.path

@@ -9,7 +9,9 @@ It serves the study folder and two endpoints:
 - ``GET /api/answers?judge=NAME``: that judge's answers, so the page resumes where it was.
 
 ``key.json`` (which option is which system), ``results.json`` and hidden paths (a part starting
-with ".") are never served.
+with ".") are never served. As the studio does (:mod:`condsynth.web`), it answers only requests
+that name a loopback host, takes answers only from its own page (the ``Origin`` of a POST) and
+sends strict security headers.
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from condsynth.errors import CondsynthError
 from condsynth.study.build import KEY, MANIFEST, RESULTS, _atomic_json
+from condsynth.web import SECURITY_HEADERS, host_refusal, origin_refusal
 
 HOST = "127.0.0.1"
 MAX_BODY = 64 * 1024
 MAX_JUDGE = 64
 _PRIVATE = {KEY, RESULTS}
+# The study page is one self-contained file with its script and style inline.
+STUDY_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")}
 
 
 class AnswerStore:
@@ -95,16 +102,33 @@ class _Handler(SimpleHTTPRequestHandler):
         if not self.quiet:
             super().log_message(format, *args)
 
+    def end_headers(self) -> None:
+        for key, value in STUDY_HEADERS.items():
+            self.send_header(key, value)
+        super().end_headers()
+
     def _json(self, status: int, value: Any) -> None:
         body = json.dumps(value).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
 
+    def _refused(self) -> bool:
+        """Answer 403 (and say so) to a foreign Host, or to a POST from another site's page."""
+        refusal = host_refusal(self.headers, loopback_only=True)
+        if refusal is None and self.command == "POST":
+            refusal = origin_refusal(self.headers)
+        if refusal is None:
+            return False
+        self.close_connection = True                  # its body, if any, stays unread
+        self._json(HTTPStatus.FORBIDDEN, {"error": refusal})
+        return True
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self._refused():
+            return
         url = urlparse(self.path)
         if url.path == "/api/answers":
             judge = parse_qs(url.query).get("judge", [""])[0]
@@ -116,6 +140,8 @@ class _Handler(SimpleHTTPRequestHandler):
         super().do_GET()
 
     def do_HEAD(self) -> None:  # noqa: N802
+        if self._refused():
+            return
         if self._private():
             self.send_error(HTTPStatus.NOT_FOUND)
             return
@@ -128,6 +154,8 @@ class _Handler(SimpleHTTPRequestHandler):
         return target.name in _PRIVATE or any(p.startswith(".") for p in parts + [target.name])
 
     def do_POST(self) -> None:  # noqa: N802
+        if self._refused():
+            return
         if urlparse(self.path).path != "/api/answer":
             self.send_error(HTTPStatus.NOT_FOUND)
             return
