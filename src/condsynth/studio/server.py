@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
 import io
 import json
@@ -64,6 +65,7 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -93,7 +95,14 @@ __all__ = ["StudioError", "StudioModel", "StudioServer", "make_server", "load_mo
            "encode_array", "is_loopback"]
 
 MAX_UPLOAD_BYTES = 16 * 2**20      # one uploaded file (a style photo, a label map)
-MAX_UPLOAD_PIXELS = 40_000_000     # decoded size of an upload (a PNG bomb stops here)
+MAX_UPLOAD_PIXELS = 4096 * 4096    # decoded size of an upload, read from its header before
+                                   # decoding: a 35 KB PNG may hold 6000x6000 pixels (0.4 GB
+                                   # once decoded and converted); canvases are far smaller
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP")   # formats whose size the header tells at once
+WORKERS = 2                        # decodes and pictures at once (each holds decoded images)
+QUEUE = 16                         # requests waiting for a worker; beyond, 503 "busy"
+MAX_CONNECTIONS = 32               # open connections (one thread each); beyond, 503
+REQUEST_TIMEOUT = 30.0             # seconds a client may stay silent before it is dropped
 MAX_DRAIN_BYTES = 64 * 2**20       # an over-large body up to this size is read and dropped, so
                                    # the browser gets the 413 message instead of a reset
 THUMBNAIL = 48                     # side of a look thumbnail in pixels
@@ -102,6 +111,10 @@ DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2"), "int32": np.dtype
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".png": "image/png",
                  ".svg": "image/svg+xml", ".ico": "image/x-icon"}
+
+_BUSY = b'{"error": "the studio is busy: too many connections; try again in a moment"}'
+BUSY_ANSWER = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY), _BUSY))
 
 # torch's random generator is process-wide: seeding and the generate call that draws from it
 # (dropout noise, SPADE's z, pix2pixHD's random looks) must not interleave between requests.
@@ -192,7 +205,7 @@ def open_upload(data: bytes, name: str) -> Image.Image:
     if not data:
         raise StudioError(HTTPStatus.BAD_REQUEST, f"{name}: the file is empty")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)   # reads the header only
     except (UnidentifiedImageError, OSError, ValueError):
         raise StudioError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                           f"{name} is not an image the studio can read. Fix: upload a PNG "
@@ -201,7 +214,8 @@ def open_upload(data: bytes, name: str) -> Image.Image:
     if img.width * img.height > MAX_UPLOAD_PIXELS:
         raise StudioError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                           f"{name} is {img.width}x{img.height} pixels; the studio takes at most "
-                          f"{MAX_UPLOAD_PIXELS // 1_000_000} megapixels. Fix: scale it down.")
+                          f"{MAX_UPLOAD_PIXELS / 1e6:.1f} megapixels. Fix: scale it down (the "
+                          "model's canvas is far smaller).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -590,6 +604,27 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
     return files
 
 
+class WorkQueue:
+    """At most ``workers`` decodes or pictures at once and ``queue`` requests waiting: each
+    holds its decoded images, so an unbounded crowd of requests would hold unbounded memory.
+    A request beyond the queue is refused at once with 503, which the page shows."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self._slots = threading.Semaphore(workers)
+        self._admitted = threading.BoundedSemaphore(workers + queue)
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._admitted.acquire(blocking=False):
+            raise StudioError(HTTPStatus.SERVICE_UNAVAILABLE, "the studio is busy with other "
+                              "requests; try again in a moment")
+        try:
+            with self._slots:
+                yield
+        finally:
+            self._admitted.release()
+
+
 class StudioServer(ThreadingHTTPServer):
     """The studio's HTTP server (see the module docstring for its API).
 
@@ -598,16 +633,24 @@ class StudioServer(ThreadingHTTPServer):
         host: address to bind; loopback (127.0.0.1) unless the user asks otherwise.
         port: TCP port; 0 picks a free one (see :attr:`url`).
         quiet: no request log on stderr.
+        workers, queue: decodes and pictures at once, and requests waiting (:class:`WorkQueue`).
+        max_connections: open connections (a thread each); more are answered 503 and closed.
+        timeout: seconds a connection may stay silent (slow clients do not hold threads).
     """
 
     daemon_threads = True            # a hanging request never keeps the process alive
     allow_reuse_address = True
 
     def __init__(self, models: list[StudioModel], host: str = "127.0.0.1", port: int = 8000,
-                 quiet: bool = True) -> None:
+                 quiet: bool = True, workers: int = WORKERS, queue: int = QUEUE,
+                 max_connections: int = MAX_CONNECTIONS,
+                 timeout: float = REQUEST_TIMEOUT) -> None:
         if not models:
             raise CondsynthError("the studio needs at least one run directory")
         self.models = {m.id: m for m in models}
+        self.work = WorkQueue(workers, queue)
+        self.request_timeout = timeout
+        self._connections = threading.BoundedSemaphore(max_connections)
         self.static = _static_files()
         self.quiet = quiet
         # Bound to loopback, requests must also name a loopback host: a web page elsewhere
@@ -633,7 +676,28 @@ class StudioServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in str(host) else host
         return f"http://{shown}:{port}/"
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, up to ``max_connections``; beyond, a 503 and close."""
+        if not self._connections.acquire(blocking=False):
+            try:
+                request.settimeout(1.0)
+                request.sendall(BUSY_ANSWER)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
     def model(self, model_id: Any) -> StudioModel:
+        if not isinstance(model_id, str):
+            raise StudioError(HTTPStatus.BAD_REQUEST, f"model {model_id!r}: expected the id of "
+                              f"a model as a string ({', '.join(self.models)})")
         if model_id not in self.models:
             raise StudioError(HTTPStatus.NOT_FOUND, f"unknown model {model_id!r}; this studio "
                               f"serves {', '.join(self.models)}")
@@ -658,6 +722,10 @@ class StudioHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         if not self.server.quiet:
             super().log_message(format, *args)
+
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout   # the socket's timeout: silent clients go
+        super().setup()
 
     # ----------------------------------------------------------------------------- dispatch
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
@@ -732,13 +800,18 @@ class StudioHandler(BaseHTTPRequestHandler):
             if model.mode == "sample":
                 raise StudioError(HTTPStatus.UNPROCESSABLE_ENTITY,
                                   f"model {model.id} samples from noise; it takes no files")
-            return self._json(HTTPStatus.OK, handlers[kind](model, data, name))
+            with self.server.work.slot():
+                answer = handlers[kind](model, data, name)
+            return self._json(HTTPStatus.OK, answer)
+        if path not in ("/api/generate", "/api/png"):
+            raise StudioError(HTTPStatus.NOT_FOUND, f"nothing to post at {path}")
         request = self._request()
-        if path == "/api/generate":
-            return self._json(HTTPStatus.OK, self._generate(request))
-        if path == "/api/png":
-            return self._png(request)
-        raise StudioError(HTTPStatus.NOT_FOUND, f"nothing to post at {path}")
+        with self.server.work.slot():
+            if path == "/api/generate":
+                answer = self._generate(request)
+            else:
+                return self._png(request)
+        return self._json(HTTPStatus.OK, answer)
 
     # ----------------------------------------------------------------------------- requests
     def _query(self, url: Any, key: str, default: str | None = None) -> str:
