@@ -20,6 +20,8 @@ import fcntl
 import io
 import json
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -331,4 +333,36 @@ def read_train_state(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: this run cannot be resumed (it holds no "
                               "optimizer state). Start a new run, or train from its weights.")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state = safe_torch_load(path, "the training state", "the run cannot be resumed from it; "
+                            "start a new run, or train from its weights with --init-from")
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"the training state {path} holds no step: it was not written by "
+                              "condsynth. Fix: start a new run, or train from its weights with "
+                              "--init-from.")
+    return state
+
+
+def safe_torch_load(path: str | Path, what: str, fix: str) -> Any:
+    """``torch.load(path, weights_only=True)``; a file that fails becomes a
+    :class:`CheckpointError` naming ``what``, the file, the reason and ``fix``.
+
+    Torch's own message for a refused pickle advises loading again with ``weights_only=False``,
+    which runs whatever code the file holds: that advice is never passed on.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every unreadable file gets one clear message
+        raise CheckpointError(f"{what} {path} is not a readable PyTorch file "
+                              f"({load_failure(err)}). Fix: {fix}.") from None
+
+
+def load_failure(err: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line (torch's advice left out)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))           # its terminal colour codes
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused or isinstance(err, pickle.UnpicklingError) or "weights_only" in text:
+        found = f" ({refused.group(1)})" if refused else ""
+        return (f"it holds pickled Python objects{found}, and condsynth reads only tensors and "
+                "plain values from files, since unpickling can run any code the file holds")
+    first = text.strip().split(". ")[0].splitlines()[0] if text.strip() else ""
+    return first or type(err).__name__

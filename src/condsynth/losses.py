@@ -196,12 +196,10 @@ def load_vgg19_features(features: nn.Sequential, path: Path) -> None:
 def load_vgg_features(features: nn.Sequential, path: Path, what: str) -> None:
     """Load the ``features.*`` tensors that ``features`` holds from a torchvision VGG state dict
     (the full model or only its trunk); ``what`` ("VGG16", "VGG19") names it in errors."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise CheckpointError(f"{what} weights {path} could not be read ({err}). Fix: give a "
-                              "torchvision-format state dict (torch.save(model.state_dict())).",
-                              ) from None
+    from condsynth.checkpoint import safe_torch_load
+
+    state = safe_torch_load(path, f"the {what} weights", "give a torchvision-format state dict "
+                            "(torch.save(model.state_dict()))")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     wanted = features.state_dict()

@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
+from condsynth.checkpoint import safe_torch_load
 from condsynth.errors import CheckpointError
 
 __all__ = ["OptValue", "parse_opt_value", "read_pix2pixhd_opt", "read_spade_opt",
@@ -175,14 +175,9 @@ def load_official_state_dict(path: str | Path, what: str) -> dict[str, Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{what}: {path} does not exist. Fix: copy it from the official "
                               "checkpoint folder (it is written as <epoch>_net_<G|D|E>.pth).")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every unreadable file gets the same clear message
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{what}: {path} is not a readable PyTorch weights file ({first}). "
-                              "Fix: copy it again from the training machine; it must be the "
-                              "file the official code saved with torch.save(net.state_dict())."
-                              ) from None
+    state = safe_torch_load(path, f"{what}:", "copy it again from "
+                            "the training machine; it must be the file the official code saved "
+                            "with torch.save(net.state_dict())")
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if (not isinstance(state, Mapping) or not state

@@ -106,11 +106,10 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         # Read once with the safe loader: a file that passes holds only tensors, so the second
         # read inside torch-fidelity (which unpickles freely) cannot run code.
-        try:
-            torch.load(weights.path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - every unreadable file gets one clear message
-            raise CheckpointError(f"Inception weights {weights.path} could not be read as a "
-                                  f"PyTorch state dict ({err}).") from None
+        from condsynth.checkpoint import safe_torch_load
+
+        safe_torch_load(weights.path, "the Inception weights", "give the standard FID "
+                        "Inception weights file (see the README's Evaluation section)")
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         try:
