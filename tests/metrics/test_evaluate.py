@@ -201,3 +201,28 @@ def test_study_build_synthesizes_systems_given_as_runs(tiny_run, scenes, tmp_pat
     assert len(manifest["items"]) == 2                       # the two test scenes
     assert all((study / item["input"]).is_file() for item in manifest["items"])
     assert (tmp_path / ".study-sources" / "first" / "fake").is_dir()
+
+
+def test_each_metric_succeeds_or_fails_on_its_own(inception_file, tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for kind in ("real", "fake"):
+        (tmp_path / kind).mkdir()
+        for i, side in enumerate((32, 32, 40, 40)):      # two sizes: SWD cannot compare them
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(
+                tmp_path / kind / f"{i}.png")
+    out = tmp_path / "out"
+    code = main(["evaluate", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"),
+                 "--out", str(out), "--metrics", "fid,swd", "--inception-weights",
+                 str(inception_file), "--allow-nonstandard-weights", "--no-cache", "--quiet"])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert "FID" in captured.out and "Traceback" not in captured.err
+    assert "swd: SWD needs every image at one size" in captured.err
+    results = json.loads((out / "eval.json").read_text())
+    assert math.isfinite(results["metrics"]["fid"]) and "swd" not in results["metrics"]
+    assert "40x40 and 32x32" in results["errors"]["swd"]
+    assert "leave swd out of --metrics" in results["errors"]["swd"]
+    page = (out / "eval.html").read_text()
+    assert "failed" in page and "SWD needs every image at one size" in page

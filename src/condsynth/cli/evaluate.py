@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from condsynth.cli.common import add_device_flag, add_quiet_flag
@@ -94,13 +95,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         results = evaluate_run(args.run, args.data, options, args.out, args.phase,
                                args.max_images, args.msssim_samples, args.msssim_labels)
         out = Path(args.out) if args.out else Path(args.run) / "eval"
+    # A metric that failed is reported (and makes the exit code 2); the others stand.
+    failed = [f"condsynth: error: {name}: {message}"
+              for name, message in results["errors"].items()]
     if args.json:
         print(json.dumps(results, indent=2, default=str))
-        return 0
-    for warning in results["warnings"]:
-        print(f"note: {warning}")
-    width = max((len(r[0]) for r in metric_rows(results)), default=10)
-    for name, value, _ in metric_rows(results):
-        print(f"{name:<{width}}  {value}")
-    print(f"wrote {out / 'eval.json'} and {out / 'eval.html'}")
-    return 0
+    else:
+        for warning in results["warnings"]:
+            print(f"note: {warning}")
+        rows = [r for r in metric_rows(results) if r[0] not in results["errors"]]
+        width = max((len(r[0]) for r in rows), default=10)
+        for name, value, _ in rows:
+            print(f"{name:<{width}}  {value}")
+        print(f"wrote {out / 'eval.json'} and {out / 'eval.html'}")
+    print("\n".join(failed), file=sys.stderr, end="\n" if failed else "")
+    return 2 if failed else 0

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -273,6 +273,14 @@ def swd_metric(real: list[Path], fake: list[Path], options: EvalOptions,
                           unit="batch", disable=not options.progress):
             if descriptors is None:
                 descriptors = DescriptorSet(tuple(batch.shape[-2:]), options.seed)
+            elif tuple(batch.shape[-2:]) != descriptors.size:
+                (h, w), (first_h, first_w) = batch.shape[-2:], descriptors.size
+                raise CondsynthError(
+                    f"SWD needs every image at one size (its Laplacian pyramids are compared "
+                    f"level by level): the {name} images include {w}x{h} and "
+                    f"{first_w}x{first_h}. The other metrics do not need this. Fix: resize "
+                    "the images to one size (or evaluate at a fixed data.preprocess), or "
+                    "leave swd out of --metrics.")
             descriptors.add(batch)
         sets.append(descriptors)
     result = swd_between(sets[0], sets[1], options.seed)
@@ -315,8 +323,24 @@ def new_results(mode: str) -> dict[str, Any]:
     from condsynth import __version__
 
     return {"condsynth_version": __version__, "mode": mode,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metrics": {}, "warnings": [],
-            "samples": []}
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metrics": {}, "errors": {},
+            "warnings": [], "samples": []}
+
+
+def guarded(results: dict[str, Any], names: Sequence[str], compute: Callable[[], Any]) -> None:
+    """Run one metric's ``compute``: when it fails, its error goes into ``results["errors"]``
+    under each of ``names`` (the metrics it computes) and the other metrics still run, so one
+    metric that cannot be computed (SWD on images of several sizes) costs only itself."""
+    try:
+        compute()
+    except CondsynthError as err:
+        message = str(err)
+    except Exception as err:  # noqa: BLE001 - recorded and reported; the others go on
+        message = f"{type(err).__name__}: {err}"
+    else:
+        return
+    for name in names:
+        results["errors"][name] = message
 
 
 def pair_by_stem(real: list[Path], fake: list[Path]) -> list[tuple[Path, Path]]:
@@ -346,13 +370,16 @@ def evaluate_folders(real_dir: str | Path, fake_dir: str | Path, out_dir: str | 
     results = new_results("folders")
     results.update(real=str(Path(real_dir).resolve()), fake=str(Path(fake_dir).resolve()),
                    images={"real": len(real), "fake": len(fake)})
-    inception_metrics(real, fake, options, device, results)
+    guarded(results, [m for m in options.metrics if m in INCEPTION_METRICS],
+            lambda: inception_metrics(real, fake, options, device, results))
     if "swd" in options.metrics:
-        swd_metric(real, fake, options, results)
+        guarded(results, ["swd"], lambda: swd_metric(real, fake, options, results))
     if "msssim" in options.metrics:
-        raise CondsynthError("msssim needs several outputs per label map: it is computed by "
-                             "`condsynth evaluate RUN_DIR --data DIR`, not on two folders")
-    if "miou" in options.metrics:
+        results["errors"]["msssim"] = (
+            "msssim needs several outputs per label map: it is computed by `condsynth "
+            "evaluate RUN_DIR --data DIR`, not on two folders")
+
+    def miou() -> None:
         if not labels_dir:
             raise CondsynthError("miou on two folders needs the label maps of the generated "
                                  "images: pass --labels DIR (paired by file name)")
@@ -365,6 +392,9 @@ def evaluate_folders(real_dir: str | Path, fake_dir: str | Path, out_dir: str | 
                             segmenter, classes, ignore_index,
                             list(segmenter.info.get("class_names", [])), results,
                             options.progress)
+
+    if "miou" in options.metrics:
+        guarded(results, ["miou"], miou)
     for real_path, fake_path in pair_by_stem(real, fake)[: options.grid]:
         results["samples"].append({"real": os.path.relpath(real_path, out_dir),
                                    "fake": os.path.relpath(fake_path, out_dir)})
@@ -513,10 +543,12 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, options: EvalOptions
                    data=str(Path(data_dir).resolve()), phase=made.phase)
     real, fake = made.paths("real"), made.paths("fake")
     results["images"] = {"real": len(real), "fake": len(fake)}
-    inception_metrics(real, fake, options, device, results)
+    guarded(results, [m for m in options.metrics if m in INCEPTION_METRICS],
+            lambda: inception_metrics(real, fake, options, device, results))
     if "swd" in options.metrics:
-        swd_metric(real, fake, options, results)
-    if "miou" in options.metrics:
+        guarded(results, ["swd"], lambda: swd_metric(real, fake, options, results))
+
+    def miou() -> None:
         if config.condition.kind != "label_map":
             raise CondsynthError(f"miou needs label maps; this run is conditioned on a "
                                  f"{config.condition.kind}")
@@ -526,9 +558,15 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, options: EvalOptions
             config.condition.num_classes, config.condition.dontcare_label,
             list(config.condition.class_names), results, options.progress,
             total=-(-len(made.dataset) // options.batch_size))
-    if "msssim" in options.metrics:
+
+    def msssim() -> None:
         results["metrics"]["msssim"] = _diversity(method, made.dataset, device, options,
                                                   msssim_samples, msssim_labels)
+
+    if "miou" in options.metrics:
+        guarded(results, ["miou"], miou)
+    if "msssim" in options.metrics:
+        guarded(results, ["msssim"], msssim)
     spatial = config.condition.kind in SPATIAL_KINDS
     for stem in made.stems[: options.grid]:
         row = {"label": f"labels/{stem}.png"} if spatial else {}

@@ -74,6 +74,8 @@ def metric_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                      f"mean pairwise MS-SSIM of {m['msssim']['samples_per_label']} outputs "
                      f"per label over {m['msssim']['labels']} labels ({m['msssim']['scales']} "
                      "scales); lower = more diverse"))
+    for name, message in results.get("errors", {}).items():
+        rows.append((name, "failed", message))
     return rows
 
 

@@ -178,8 +178,10 @@ class SWDResult:
 def swd_between(real: DescriptorSet, fake: DescriptorSet, seed: int = 0) -> SWDResult:
     """SWD between two accumulated sets of equally many images of one size."""
     if real.size != fake.size:
-        raise CondsynthError(f"SWD compares images of one size: real {real.size}, "
-                             f"generated {fake.size} (H, W)")
+        raise CondsynthError(f"SWD needs the real and the generated images at one size: "
+                             f"real {real.size[1]}x{real.size[0]}, generated "
+                             f"{fake.size[1]}x{fake.size[0]}. Fix: resize one set to the "
+                             "other's size, or leave swd out of --metrics.")
     if real.count != fake.count:
         raise CondsynthError(f"SWD compares equally many images: {real.count} real, "
                              f"{fake.count} generated")
