@@ -26,6 +26,32 @@ ConditionKind = Literal["none", "class", "vector", "label_map", "image"]
 CONDITION_KINDS: tuple[str, ...] = typing.get_args(ConditionKind)
 
 
+def ranged(default: Any, *, at_least: float | None = None, at_most: float | None = None,
+           above: float | None = None, below: float | None = None) -> Any:
+    """A dataclass field whose value (unless None) must lie in a range, which :func:`from_dict`
+    checks: a batch size of -1 or a learning rate of 0 is an error, not a hang or a traceback."""
+    bounds = {"at_least": at_least, "at_most": at_most, "above": above, "below": below}
+    return field(default=default, metadata={k: v for k, v in bounds.items() if v is not None})
+
+
+_RULES = {"at_least": (lambda v, b: v >= b, "at least"), "at_most": (lambda v, b: v <= b,
+          "at most"), "above": (lambda v, b: v > b, "above"), "below": (lambda v, b: v < b,
+          "below")}
+
+
+def check_range(f: dataclasses.Field, value: Any, where: str) -> None:
+    """Raise a ConfigError when ``value`` breaks a bound of ``ranged`` field ``f``."""
+    if value is None or not f.metadata:
+        return
+    broken = [f"{text} {bound}" for key, bound in f.metadata.items() if key in _RULES
+              for test, text in [_RULES[key]] if not test(value, bound)]
+    if broken:
+        rules = " and ".join(f"{text} {bound}" for key, bound in f.metadata.items()
+                             if key in _RULES for _, text in [_RULES[key]])
+        raise ConfigError(f"{where}: {value!r} is out of range: it must be {rules}. Fix: "
+                          "set it to a value in that range.")
+
+
 @dataclass
 class ConditionConfig:
     """What the generator is conditioned on, and how that becomes its input.
@@ -37,11 +63,12 @@ class ConditionConfig:
     """
 
     kind: ConditionKind = "label_map"
-    num_classes: int | None = None   # class and label_map kinds; None = detect from the data
-    dontcare_label: int = 255        # label value meaning "unknown / ignore"
+    # class and label_map kinds; None = detect from the data
+    num_classes: int | None = ranged(None, at_least=0)
+    dontcare_label: int = ranged(255, at_least=0)  # label value meaning "unknown / ignore"
     contain_dontcare_label: bool = False  # give dont-care pixels a channel of their own
     use_instance: bool = False       # add the instance-boundary channel
-    image_channels: int = 3          # channels of an image condition
+    image_channels: int = ranged(3, at_least=1)  # channels of an image condition
     attributes: list[str] = field(default_factory=list)         # vector kind: attribute names
     class_names: list[str] = field(default_factory=list)        # for pages and the studio
     class_colours: list[list[int]] = field(default_factory=list)  # RGB per class id
@@ -73,16 +100,16 @@ class DataConfig:
                     # sources of the GAN toolbox (condsynth.data.sources)
                     "image_folder", "class_folders", "attributes_csv", "celeba", "unpaired",
                     "idx"] = "auto"
-    load_size: int = 256             # resize target before cropping (width for scale_width)
-    crop_size: int = 256             # training crop (width)
-    aspect_ratio: float = 1.0        # crop width / crop height
+    load_size: int = ranged(256, at_least=1)  # resize target before cropping (scale_width: width)
+    crop_size: int = ranged(256, at_least=1)  # training crop (width)
+    aspect_ratio: float = ranged(1.0, above=0)  # crop width / crop height
     preprocess: Literal["resize_and_crop", "scale_width", "scale_width_and_crop", "crop",
                         "fixed", "none"] = "resize_and_crop"
     flip: bool = True                # random horizontal flip in training
     direction: Literal["AtoB", "BtoA"] = "AtoB"   # aligned A|B images: which side is the input
     palette: str | None = None       # JSON mapping colours to class ids, for RGB label maps
-    num_workers: int = 0             # DataLoader worker processes
-    max_items: int | None = None     # use only the first N pairs
+    num_workers: int = ranged(0, at_least=0)  # DataLoader worker processes
+    max_items: int | None = ranged(None, at_least=1)  # use only the first N pairs
     line_extraction: Literal["none", "xdog", "xdog_random"] = "none"  # sketch layout: give each
                                      # image its XDoG line drawing as `source` (1, H, W);
                                      # xdog_random draws the XDoG parameters per training item
@@ -103,34 +130,35 @@ PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 class OptimizerConfig:
     """Settings of one named optimizer (a method's parameter group); unset = the method's."""
 
-    lr: float | None = None
-    beta1: float | None = None       # Adam's betas; SGD's momentum is beta1
-    beta2: float | None = None
-    eps: float | None = None
-    weight_decay: float | None = None
+    lr: float | None = ranged(None, above=0)
+    beta1: float | None = ranged(None, at_least=0, below=1)  # Adam's betas; SGD's momentum
+    beta2: float | None = ranged(None, at_least=0, below=1)
+    eps: float | None = ranged(None, above=0)
+    weight_decay: float | None = ranged(None, at_least=0)
 
 
 @dataclass
 class TrainConfig:
     """The schedule: steps, optimizers, precision, logging and checkpoints."""
 
-    max_steps: int = 2000
-    batch_size: int = 1
-    lr_g: float | None = None        # None = the method's default ("generator" optimizer)
-    lr_d: float | None = None        # the "discriminator" optimizer's
-    beta1: float | None = None       # Adam betas of both
-    beta2: float | None = None
+    max_steps: int = ranged(2000, at_least=1)
+    batch_size: int = ranged(1, at_least=1)
+    lr_g: float | None = ranged(None, above=0)  # None = the method's default ("generator")
+    lr_d: float | None = ranged(None, above=0)  # the "discriminator" optimizer's
+    beta1: float | None = ranged(None, at_least=0, below=1)  # Adam betas of both
+    beta2: float | None = ranged(None, at_least=0, below=1)
     optimizers: dict[str, OptimizerConfig] = field(default_factory=dict)  # by parameter group
                                      # name, e.g. {refiner: {lr: 1e-3}}; wins over the above
-    decay_start: float = 0.5         # fraction of max_steps after which the lr decays linearly to 0
-    seed: int = 0
-    ema: float = 0.0                 # EMA decay of the generator weights; 0 = off
+    # fraction of max_steps after which the lr decays linearly to 0
+    decay_start: float = ranged(0.5, at_least=0, at_most=1)
+    seed: int = ranged(0, at_least=0, below=2**32)   # numpy takes 32-bit seeds
+    ema: float = ranged(0.0, at_least=0, below=1)  # EMA decay of the generator weights; 0 = off
     precision: Precision = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    log_every: int = 10              # steps between logged scalars
-    sample_every: int = 200          # steps between refreshes of samples/ and index.html
-    checkpoint_every: int = 500      # steps between checkpoints
-    num_samples: int = 4             # rows on the samples page
+    log_every: int = ranged(10, at_least=1)  # steps between logged scalars
+    sample_every: int = ranged(200, at_least=1)  # steps between refreshes of samples/, index.html
+    checkpoint_every: int = ranged(500, at_least=1)  # steps between checkpoints
+    num_samples: int = ranged(4, at_least=1)  # rows on the samples page
     tensorboard: bool = True         # write TensorBoard scalars and grids when available
 
 
@@ -221,6 +249,8 @@ def from_dict(cls: type, raw: dict[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     _reject_unknown(raw, set(fields), where)
     values = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in raw.items()}
+    for name, value in values.items():
+        check_range(fields[name], value, f"{where}.{name}")
     return cls(**values)
 
 

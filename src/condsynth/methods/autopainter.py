@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from condsynth.config import Config
+from condsynth.config import Config, ranged
 from condsynth.data.sketches import HINT_CHANNELS, sample_hints
 from condsynth.discriminators import DiscriminatorNorm, PatchDiscriminator
 from condsynth.errors import ConfigError, DataError
@@ -69,10 +69,10 @@ from condsynth.registry import register_method
 
 @dataclass
 class AutopainterConfig:
-    ngf: int = 64                  # generator width
-    ndf: int = 64                  # discriminator width
+    ngf: int = ranged(64, at_least=1)  # generator width
+    ndf: int = ranged(64, at_least=1)  # discriminator width
     num_downs: int = 8             # U-Net depth: 8 for 256x256, 9 for 512x512 (1x1 bottleneck)
-    n_layers_d: int = 3            # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
+    n_layers_d: int = ranged(3, at_least=1)  # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
     norm: Norm = "batch"           # generator normalization, as pix2pix
     norm_d: DiscriminatorNorm = "instance"   # see the module docstring
     dropout: bool = True           # dropout in the decoder, pix2pix's noise

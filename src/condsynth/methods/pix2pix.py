@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from condsynth.config import Config
+from condsynth.config import Config, ranged
 from condsynth.discriminators import PatchDiscriminator
 from condsynth.layers.init import init_weights
 from condsynth.layers.norms import Norm
@@ -25,10 +25,10 @@ from condsynth.registry import register_method
 
 @dataclass
 class Pix2PixConfig:
-    ngf: int = 64                  # generator width
-    ndf: int = 64                  # discriminator width
+    ngf: int = ranged(64, at_least=1)  # generator width
+    ndf: int = ranged(64, at_least=1)  # discriminator width
     num_downs: int = 8             # U-Net depth; 8 for 256x256 (1x1 bottleneck)
-    n_layers_d: int = 3            # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
+    n_layers_d: int = ranged(3, at_least=1)  # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
     norm: Norm = "batch"
     dropout: bool = True           # dropout in the decoder, the paper's noise
     gan_mode: GanMode = "vanilla"

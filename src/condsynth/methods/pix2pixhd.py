@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from condsynth.conditions import batch_key, condition_of
-from condsynth.config import Config
+from condsynth.config import Config, ranged
 from condsynth.deploy import feature_map
 from condsynth.discriminators import MultiscaleDiscriminator
 from condsynth.errors import CheckpointError, CondsynthError, ConfigError, DataError
@@ -63,15 +63,15 @@ FEATURES_FILE = "features.npz"     # cluster centres in a run directory (see pix
 class Pix2PixHDConfig:
     """pix2pixHD's model options (official option names in brackets where they differ)."""
 
-    ngf: int = 64                     # generator width: the outermost layer's channels
+    ngf: int = ranged(64, at_least=1)  # generator width: the outermost layer's channels
     n_downsample_global: int = 4      # stride-2 convolutions of the global generator G1
     n_blocks_global: int = 9          # residual blocks of G1
     n_local_enhancers: int = 0        # local enhancers G2 around G1; 0 = the global generator
                                       # alone [--netG global]; G1 then has ngf*2**n channels
     n_blocks_local: int = 3           # residual blocks of each local enhancer
     norm: HDNorm = "instance"         # normalization of G, D and E (instance: affine-free)
-    ndf: int = 64                     # discriminator width
-    n_layers_d: int = 3               # stride-2 layers of each discriminator [n_layers_D]
+    ndf: int = ranged(64, at_least=1)  # discriminator width
+    n_layers_d: int = ranged(3, at_least=1)  # stride-2 layers of each discriminator [n_layers_D]
     num_d: int = 2                    # discriminators on the image pyramid [num_D]
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"   # vanilla = [--no_lsgan]
     feature_matching: bool = True     # discriminator feature-matching loss [not no_ganFeat_loss]

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from condsynth.config import Config
+from condsynth.config import Config, ranged
 from condsynth.discriminators import DiscriminatorNorm, MultiscaleDiscriminator
 from condsynth.errors import CondsynthError, ConfigError
 from condsynth.layers.init import init_weights
@@ -58,19 +58,19 @@ NUM_UPSAMPLINGS: dict[str, int] = {"normal": 5, "more": 6, "most": 7}
 
 @dataclass
 class SPADEConfig:
-    ngf: int = 64                    # generator width: the blocks have 16, 16, 16, 8, 4, 2, 1 x ngf
-    ndf: int = 64                    # discriminator width
+    ngf: int = ranged(64, at_least=1)  # generator width: blocks of 16, 16, 16, 8, 4, 2, 1 x ngf
+    ndf: int = ranged(64, at_least=1)  # discriminator width
     num_upsampling_layers: UpsamplingLayers = "normal"   # 5, 6 or 7 doublings of the grid
     norm_g: ParamFreeNorm = "sync_batch"   # parameter-free norm inside every SPADE
     spectral_g: bool = True          # spectral norm on the residual blocks' convolutions
     spade_kernel_size: int = 3       # kernel of the SPADE convolutions (norm_G "...3x3")
     spade_hidden: int = 128          # width of SPADE's shared convolution
     num_d: int = 2                   # discriminator scales
-    n_layers_d: int = 4              # official n_layers_D: n_layers_d - 1 normed conv layers
+    n_layers_d: int = ranged(4, at_least=1)  # official n_layers_D: n_layers_d - 1 normed convs
     norm_d: DiscriminatorNorm = "instance"
     spectral_d: bool = True
     use_vae: bool = False            # image encoder -> z: multimodal and style-guided synthesis
-    z_dim: int = 256
+    z_dim: int = ranged(256, at_least=1)
     norm_e: DiscriminatorNorm = "instance"
     spectral_e: bool = True
     gan_mode: GanMode = "hinge"
