@@ -121,6 +121,11 @@ class DataConfig:
     idx_prefix: str | None = None    # IDX files: which set of a folder holding several, e.g.
                                      # "emnist-letters"; None = the only one there
 
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        """(H, W) of the training crop: ``crop_size`` wide, ``crop_size / aspect_ratio`` high."""
+        return max(1, round(self.crop_size / self.aspect_ratio)), self.crop_size
+
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)

@@ -17,7 +17,7 @@ from condsynth.data.labels import check_label_values
 from condsynth.data.layouts import IMAGE_SUFFIXES
 from condsynth.data.sketches import hint_picture, load_hints, load_sketch, sketch_to_tensor
 from condsynth.deploy import resize_map, valid_size
-from condsynth.errors import DataError
+from condsynth.errors import ConfigError, DataError
 from condsynth.methods.base import Capability, Method
 from condsynth.pages import class_colours, colourize, save_png, write_table_page
 
@@ -79,13 +79,26 @@ def load_inputs(method: Method, label_path: Path, instance_path: Path | None,
     return label, instance
 
 
+def read_style(method: Method, style_path: str | Path | None) -> np.ndarray | None:
+    """The ``--style-image`` as (H, W, 3) uint8, refused for a model without a style encoder
+    (it would be ignored, and the user would think it had been used)."""
+    if not style_path:
+        return None
+    if Capability.STYLE_IMAGE not in method.capabilities():
+        raise ConfigError(f"--style-image {style_path}: this {method.config.method} run has no "
+                          "style encoder, so a style image cannot steer it (SPADE runs trained "
+                          "with model.use_vae=true and pix2pixHD runs with "
+                          "model.instance_feat=true can). Fix: drop --style-image.")
+    return read_image(style_path)
+
+
 def synthesize_file(method: Method, label_path: str | Path, out_path: str | Path,
                     instance_path: str | Path | None = None, style_path: str | Path | None = None,
                     palette: str | None = None, seed: int | None = None) -> Path:
     """Write the picture for one label map to ``out_path``."""
     label, instance = load_inputs(method, Path(label_path),
                                   Path(instance_path) if instance_path else None, palette)
-    style = read_image(style_path) if style_path else None
+    style = read_style(method, style_path)
     save_png(synthesize_arrays(method, label, instance, style, seed), out_path)
     return Path(out_path)
 
@@ -106,7 +119,7 @@ def synthesize_folder(method: Method, labels_dir: str | Path, out_dir: str | Pat
     if instances_dir:
         instances = {p.stem: p for p in Path(instances_dir).iterdir()
                      if p.suffix.lower() in IMAGE_SUFFIXES}
-    style = read_image(style_path) if style_path else None
+    style = read_style(method, style_path)
     colours = class_colours(method.config.condition)
     rows = []
     for path in tqdm(labels, desc="synthesize", unit="image", disable=not progress):

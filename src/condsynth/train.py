@@ -473,6 +473,7 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
     # --- build: the same seed on every rank, so every rank starts from the same weights
     torch.manual_seed(t.seed)
     method = build_method(config)
+    method.check_training_size()
     specs = resolve_optimizers(config, method)
     method.to(device)
     start_step = 0

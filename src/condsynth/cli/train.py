@@ -91,6 +91,7 @@ def training_config(args: argparse.Namespace) -> Any:
     overrides = flag_overrides(args) + list(args.overrides)
     if args.resume:
         config = checkpoint.read_config(args.run)
+        check_resume_flags(args, config)
         raw = config.to_dict()
     elif args.config:
         raw = load_preset_raw(args.config)
@@ -105,6 +106,19 @@ def training_config(args: argparse.Namespace) -> Any:
                                          and dataset_has_instances(config.data.root,
                                                                    config.data.layout))
     return config
+
+
+def check_resume_flags(args: argparse.Namespace, config: Any) -> None:
+    """``--resume`` continues the run's own config: a --method or --config that would be
+    ignored is an error (key=value overrides still apply)."""
+    if args.method and args.method != config.method:
+        raise ConfigError(f"--resume continues the {config.method} run in {args.run}, but "
+                          f"--method {args.method} was given. Fix: drop --method, or start a "
+                          "new run (another --run, or --overwrite without --resume).")
+    if args.config:
+        raise ConfigError(f"--resume continues with the run's own {args.run}/config.yaml; "
+                          f"--config {args.config} would be ignored. Fix: drop --config "
+                          "(change single settings with key=value overrides).")
 
 
 def dataset_has_instances(root: str, layout: str) -> bool:

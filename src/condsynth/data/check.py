@@ -31,6 +31,8 @@ from condsynth.data.layouts import (
     read_classes,
     resolve_layout,
     scan,
+    stray_class_ids,
+    stray_ids_message,
 )
 from condsynth.data.sources import Source, is_source_layout, load_source, semi_supervised_split
 from condsynth.errors import ConfigError, DataError
@@ -181,17 +183,26 @@ def check_dataset(root: str | Path, layout: str = "auto", phase: str | None = No
         num_classes = (len(classes[0]) if classes is not None
                        else LAYOUT_DEFAULTS.get(report.layout, {}).get("num_classes"))
     report.num_classes = num_classes
+    where: dict[int, Path] = {}
     for name in phases:
         found = scan(root, report.layout, name, use_instance=bool(use_instance))
         report.problems.extend(found.problems)
         phase_report = PhaseReport(phase=name, pairs=len(found.samples))
         report.phases.append(phase_report)
-        _check_phase(found.samples, report, phase_report, palette)
+        _check_phase(found.samples, report, phase_report, palette, where)
+    if num_classes is None:                   # training would infer the count from the ids
+        pixels: Counter[int] = Counter()
+        for phase_report in report.phases:
+            pixels.update({i: n for i, n in phase_report.class_pixels.items() if i != dontcare})
+        stray = stray_class_ids(dict(pixels))
+        if stray:
+            report.problems.append(stray_ids_message(stray, dict(pixels), where, dontcare)
+                                   + " (Or pass --num-classes N if those ids are classes.)")
     return report
 
 
 def _check_phase(samples: list[Sample], report: CheckReport, phase: PhaseReport,
-                 palette: Palette | None) -> None:
+                 palette: Palette | None, where: dict[int, Path]) -> None:
     sizes: Counter[str] = Counter()
     pixels: Counter[int] = Counter()
     problems = report.problems
@@ -208,7 +219,7 @@ def _check_phase(samples: list[Sample], report: CheckReport, phase: PhaseReport,
         label = _attempt(read_label, sample.label, problems, palette)
         if label is not None:
             label = apply_label_shift(label, report.layout or "", report.dontcare)
-            _count_classes(label, sample.label, report, pixels)
+            _count_classes(label, sample.label, report, pixels, where)
             if image is not None and image.shape[:2] != label.shape:
                 problems.append(f"size mismatch: label map {sample.label} is "
                                 f"{label.shape[1]}x{label.shape[0]} but image {sample.image} is "
@@ -283,7 +294,7 @@ def _attempt(read: Callable[..., np.ndarray], path: Path, problems: list[str],
 
 
 def _count_classes(label: np.ndarray, path: Path, report: CheckReport,
-                   pixels: Counter[int]) -> None:
+                   pixels: Counter[int], where: dict[int, Path]) -> None:
     if label.size == 0:
         return
     if label.min() >= 0 and label.max() < 65536:
@@ -293,6 +304,8 @@ def _count_classes(label: np.ndarray, path: Path, report: CheckReport,
     else:
         ids, counts = np.unique(label, return_counts=True)
     pixels.update(dict(zip(ids.tolist(), counts.tolist(), strict=True)))
+    for i in ids.tolist():
+        where.setdefault(i, path)             # the first file holding each id
     if report.num_classes is not None:
         bad = [(i, n) for i, n in zip(ids.tolist(), counts.tolist(), strict=True)
                if (i < 0 or i >= report.num_classes) and i != report.dontcare]

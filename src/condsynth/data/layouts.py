@@ -279,13 +279,52 @@ def detect_num_classes(root: str | Path, layout: str = "auto", phase: str = "tra
         return max(i for i in palette.values() if i != dontcare) + 1
     _, samples = discover(root, layout, phase, require_images=False)
     picks = np.unique(np.linspace(0, len(samples) - 1, min(len(samples), max_files)).round())
-    largest = -1
+    pixels: dict[int, int] = {}
+    where: dict[int, Path] = {}
     for index in picks.astype(int):
         label = apply_label_shift(read_label(samples[index].label), layout, dontcare)
-        valid = label[label != dontcare]
-        if valid.size:
-            largest = max(largest, int(valid.max()))
-    return largest + 1
+        ids, counts = np.unique(label[label != dontcare], return_counts=True)
+        for i, n in zip(ids.tolist(), counts.tolist(), strict=True):
+            pixels[i] = pixels.get(i, 0) + n
+            where.setdefault(i, samples[index].label)
+    stray = stray_class_ids(pixels)
+    if stray:
+        raise DataError(stray_ids_message(stray, pixels, where, dontcare) + " (Or set "
+                        "label.num_classes to say how many classes there are.)")
+    return max(pixels, default=-1) + 1
+
+
+# An id this rare (share of the labelled pixels) and this far above the others is a stray
+# pixel value, not a class: inferring the class count from it would make a huge one-hot input.
+STRAY_SHARE = 1e-3
+STRAY_GAP = 16
+
+
+def stray_class_ids(pixels: dict[int, int]) -> list[int]:
+    """The largest ids that would inflate an inferred class count, largest first: each on
+    fewer than 0.1 % of the labelled pixels, and more than double (and 16 above) the count the
+    ids below it need. ``pixels`` maps id -> pixels (dont-care left out)."""
+    ids = sorted(i for i in pixels if i >= 0)
+    total = sum(pixels[i] for i in ids)
+    stray = []
+    while len(ids) > 1:
+        top, needed = ids[-1], ids[-2] + 1
+        if pixels[top] >= total * STRAY_SHARE or top + 1 <= max(2 * needed, needed + STRAY_GAP):
+            break
+        stray.append(top)
+        ids.pop()
+    return stray
+
+
+def stray_ids_message(stray: list[int], pixels: dict[int, int], where: dict[int, Path],
+                      dontcare: int) -> str:
+    """What :func:`stray_class_ids` found, and the fix."""
+    shown = ", ".join(f"{i} ({pixels[i]} px, e.g. in {where[i]})" for i in stray[:4])
+    rest = [i for i in pixels if i not in stray]
+    return (f"label id(s) {shown} cover almost no pixels yet would make {max(stray) + 1} "
+            f"classes (a {max(stray) + 1}-channel one-hot input) while the other ids go up to "
+            f"{max(rest, default=0)}. Fix: relabel those pixels to a class or to {dontcare} "
+            "(dont-care).")
 
 
 def celeba_file(root: str | Path, name: str) -> Path | None:

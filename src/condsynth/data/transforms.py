@@ -60,7 +60,7 @@ def draw_params(size_hw: Size, data: DataConfig, train: bool, rng: np.random.Gen
     """
     height, width = size_hw
     mode = data.preprocess
-    crop_hw = (max(1, round(data.crop_size / data.aspect_ratio)), data.crop_size)
+    crop_hw = data.crop_hw
     # Always draw the same three numbers, whatever the mode, so one item's stream of random
     # numbers does not depend on the configuration.
     u_top, u_left, u_flip = rng.random(3)

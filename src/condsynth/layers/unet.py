@@ -14,6 +14,16 @@ from torch import Tensor, nn
 from condsynth.layers.norms import Norm, norm_layer
 
 
+def depth_for_size(height: int, width: int) -> int:
+    """The U-Net depth that fits an H x W input, as the official ``unet_128`` (7 levels) and
+    ``unet_256`` (8) do: the most halvings that divide both sides and leave at least 1x1 (a 1x1
+    bottleneck for square powers of two), and never fewer than the two a U-Net needs."""
+    depth = 2
+    while height % 2 ** (depth + 1) == 0 and width % 2 ** (depth + 1) == 0:
+        depth += 1
+    return depth
+
+
 class UNetGenerator(nn.Module):
     """pix2pix's U-Net.
 

@@ -54,7 +54,7 @@ from condsynth.discriminators import DiscriminatorNorm, PatchDiscriminator
 from condsynth.errors import ConfigError, DataError
 from condsynth.layers.init import init_weights
 from condsynth.layers.norms import Norm
-from condsynth.layers.unet import UNetGenerator
+from condsynth.layers.unet import UNetGenerator, depth_for_size
 from condsynth.losses import (
     GanMode,
     VGG16FeatureLoss,
@@ -71,7 +71,8 @@ from condsynth.registry import register_method
 class AutopainterConfig:
     ngf: int = ranged(64, at_least=1)  # generator width
     ndf: int = ranged(64, at_least=1)  # discriminator width
-    num_downs: int = 8             # U-Net depth: 8 for 256x256, 9 for 512x512 (1x1 bottleneck)
+    # U-Net depth; None = what the training size takes (8 for 256x256, 9 for 512x512)
+    num_downs: int | None = ranged(None, at_least=2)
     n_layers_d: int = ranged(3, at_least=1)  # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
     norm: Norm = "batch"           # generator normalization, as pix2pix
     norm_d: DiscriminatorNorm = "instance"   # see the module docstring
@@ -95,6 +96,7 @@ class Autopainter(Method):
     """Auto-painter. ``generate(sketch, hints=None)``: (B, 1, H, W) sketch in [-1, 1] and
     optional (B, 4, H, W) hints → (B, 3, H, W) picture in [-1, 1]."""
 
+    size_settings = "model.num_downs: 2**num_downs must divide the size"
     optim_defaults = OptimDefaults(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
     condition_kinds = ("image",)
     config_defaults: ClassVar[dict[str, dict[str, Any]]] = {
@@ -117,6 +119,8 @@ class Autopainter(Method):
         if not 0 <= cfg.hint_none_prob <= 1:
             raise ConfigError(f"model.hint_none_prob is {cfg.hint_none_prob}; it is a share of "
                               "training items, between 0 and 1.")
+        if cfg.num_downs is None:             # written back: config.yaml holds the depth
+            cfg.num_downs = depth_for_size(*config.data.crop_hw)
         self.hint_channels = HINT_CHANNELS if cfg.hints else 0
         in_channels = 1 + self.hint_channels
         self.generator = UNetGenerator(in_channels, 3, cfg.ngf, cfg.num_downs, cfg.norm,

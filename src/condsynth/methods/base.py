@@ -164,6 +164,8 @@ class Method(nn.Module):
     config_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     # The condition kinds the method takes (checked when it is built).
     condition_kinds: ClassVar[tuple[str, ...]] = ("label_map", "image")
+    # The settings that decide :meth:`size_multiple`, named in errors about sizes.
+    size_settings: ClassVar[str] = "the model.* setting of its down-sampling"
 
     def __init__(self, config: Config) -> None:
         super().__init__()
@@ -207,6 +209,24 @@ class Method(nn.Module):
         if kind == Capability.IMAGE and spec.image_channels == 1:
             kind = Capability.SKETCH
         return frozenset({kind})
+
+    def check_training_size(self) -> None:
+        """Refuse a training crop that :meth:`size_multiple` does not divide: the data would
+        be resized to another size than the one asked for, silently."""
+        data = self.config.data
+        if data.preprocess not in ("resize_and_crop", "scale_width_and_crop", "crop", "fixed"):
+            return                            # sizes vary per image: rounded per image
+        height, width = data.crop_hw
+        multiple = self.size_multiple()
+        if height % multiple == 0 and width % multiple == 0:
+            return
+        nearest = max(multiple, round(data.crop_size / multiple) * multiple)
+        raise ConfigError(
+            f"the training size {width}x{height} (data.crop_size {data.crop_size}, "
+            f"data.aspect_ratio {data.aspect_ratio}) is not a multiple of {multiple}, which "
+            f"this {self.config.method} network's down-sampling needs. Fix: --size {nearest} "
+            f"(data.load_size and data.crop_size), or a network that fits the size (set "
+            f"{self.size_settings}).")
 
     # ----------------------------------------------------------------------------- training
     def forward_generator(self, batch: Batch) -> dict[str, Tensor]:

@@ -17,7 +17,7 @@ from condsynth.config import Config, ranged
 from condsynth.discriminators import PatchDiscriminator
 from condsynth.layers.init import init_weights
 from condsynth.layers.norms import Norm
-from condsynth.layers.unet import UNetGenerator
+from condsynth.layers.unet import UNetGenerator, depth_for_size
 from condsynth.losses import GanMode, d_adversarial_loss, g_adversarial_loss
 from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference
 from condsynth.registry import register_method
@@ -27,7 +27,8 @@ from condsynth.registry import register_method
 class Pix2PixConfig:
     ngf: int = ranged(64, at_least=1)  # generator width
     ndf: int = ranged(64, at_least=1)  # discriminator width
-    num_downs: int = 8             # U-Net depth; 8 for 256x256 (1x1 bottleneck)
+    # U-Net depth; None = what the training size takes (8 for 256x256: a 1x1 bottleneck)
+    num_downs: int | None = ranged(None, at_least=2)
     n_layers_d: int = ranged(3, at_least=1)  # PatchGAN stride-2 layers (3 = the 70x70 PatchGAN)
     norm: Norm = "batch"
     dropout: bool = True           # dropout in the decoder, the paper's noise
@@ -41,11 +42,14 @@ class Pix2PixConfig:
 class Pix2Pix(Method):
     """pix2pix. Batches hold ``label`` (+ ``instance``) or ``source``, and ``image``."""
 
+    size_settings = "model.num_downs: 2**num_downs must divide the size"
     optim_defaults = OptimDefaults(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         cfg: Pix2PixConfig = config.model
+        if cfg.num_downs is None:             # written back: config.yaml holds the depth
+            cfg.num_downs = depth_for_size(*config.data.crop_hw)
         in_channels = config.condition.input_channels
         self.generator = UNetGenerator(in_channels, 3, cfg.ngf, cfg.num_downs, cfg.norm,
                                        cfg.dropout)

@@ -341,6 +341,8 @@ class Pix2PixHD(Method):
     :meth:`cluster_centres` lists the looks each class offers.
     """
 
+    size_settings = ("model.n_downsample_global and model.n_local_enhancers (and "
+                     "model.n_downsample_e with an encoder): 2**(sum) must divide the size")
     optim_defaults = OptimDefaults(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
 
     def __init__(self, config: Config) -> None:

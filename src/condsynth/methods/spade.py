@@ -272,6 +272,8 @@ class GauGAN(Method):
     run exactly; it is drawn from N(0, I) otherwise.
     """
 
+    size_settings = ("model.num_upsampling_layers: normal, more, most need multiples of 32, "
+                     "64, 128")
     optim_defaults = OptimDefaults(lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9)
 
     def __init__(self, config: Config) -> None:
