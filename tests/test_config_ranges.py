@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from condsynth.cli import main
-from condsynth.config import default_config, merged
 from condsynth.errors import ConfigError
+from condsynth.registry import default_config, merged
 
 TINY = ["--size", "32", "--quiet", "model.ngf=8", "model.ndf=8", "model.num_downs=5",
         "train.tensorboard=false"]

@@ -11,6 +11,7 @@ to 2N give the same weights as 2N steps in one go.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
