@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
@@ -78,6 +78,15 @@ def write_checkpoint(run_dir: str | Path, config: Config, networks: dict[str, nn
     """Write a consistent checkpoint into ``run_dir`` (see the module docstring); a method's
     own state tensors (:meth:`Method.method_state`) go to ``method_state.safetensors``."""
     run_dir = Path(run_dir)
+    # Never replace a finite checkpoint with a non-finite one: check before writing anything.
+    bad = non_finite({f"{name}.{key}": value for name, module in networks.items()
+                      for key, value in module.state_dict().items()})
+    bad += non_finite({f"method state {k}": v for k, v in (method_state or {}).items()})
+    bad += non_finite(dict(_state_tensors(train_state, "train state")))
+    if bad:
+        raise NonFiniteError(f"the weights became non-finite ({', '.join(bad[:3])}"
+                             f"{' ...' if len(bad) > 3 else ''}) by step {step}, so no "
+                             f"checkpoint was written for it; {diverged_advice(run_dir)}")
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = run_dir / STAGING
     if staging.exists():
@@ -123,6 +132,50 @@ def _manifest(run_dir: Path) -> list[str] | None:
         return json.loads((run_dir / STAGING / COMPLETE).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+class NonFiniteError(CheckpointError):
+    """Weights (or optimizer state) holding inf or NaN: never written, never loaded."""
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors that hold inf or NaN, with what they hold."""
+    bad = []
+    for name, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            kind = "NaN" if bool(torch.isnan(value).any()) else "inf"
+            bad.append(f"{name}: {kind}")
+    return bad
+
+
+def _state_tensors(value: Any, where: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor inside a nested dict/list (the optimizers' states), with its path."""
+    if isinstance(value, torch.Tensor):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _state_tensors(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _state_tensors(item, f"{where}[{index}]")
+
+
+def diverged_advice(run_dir: str | Path) -> str:
+    """Where a run stopped by non-finite numbers stands, truthfully, and the fix: the step of
+    its last checkpoint (every checkpoint is written with finite weights only), or that it has
+    none yet."""
+    run_dir = Path(run_dir)
+    fix = ("Fix: lower the learning rates (train.lr_g / train.lr_d) or use --precision fp32, "
+           "then")
+    try:
+        with safe_open(str(run_dir / "generator.safetensors"), "pt") as f:
+            step = (f.metadata() or {}).get("step", "?")
+    except (OSError, SafetensorError, ValueError):
+        return f"{run_dir} holds no checkpoint yet. {fix} start again (--overwrite)."
+    if not (run_dir / TRAIN_STATE).is_file():
+        return (f"the last checkpoint in {run_dir}, of step {step}, is unchanged (it cannot be "
+                f"resumed). {fix} start again (--overwrite).")
+    return f"the last checkpoint in {run_dir}, of step {step}, is unchanged. {fix} --resume."
 
 
 def _commit(run_dir: Path) -> None:
@@ -298,6 +351,12 @@ def load_network(run_dir: str | Path, name: str, module: nn.Module) -> int:
             header = json.loads(f.read(header_len))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file ({err}).") from None
+    bad = non_finite(tensors)
+    if bad:
+        raise NonFiniteError(f"{path} holds non-finite values ({', '.join(bad[:3])}"
+                             f"{' ...' if len(bad) > 3 else ''}): its training diverged, and "
+                             "its pictures would be black or noise. Fix: train it again with "
+                             "lower learning rates (train.lr_g / train.lr_d).")
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as err:

@@ -569,9 +569,8 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
             bad = [k for k, v in last.items() if not math.isfinite(v)]
             if bad:
                 raise CondsynthError(
-                    f"loss {', '.join(bad)} became {last[bad[0]]} at step {step}; the last "
-                    f"checkpoint in {run_dir} is intact. Fix: lower the learning rates "
-                    "(train.lr_g / train.lr_d) or use --precision fp32, then --resume.")
+                    f"loss {', '.join(bad)} became {last[bad[0]]} at step {step}; "
+                    f"{checkpoint.diverged_advice(run_dir)}")
             if info.main:
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in last.items()}, refresh=False)
