@@ -190,3 +190,46 @@ def test_bf16_mixed_precision_trains(scenes, tmp_path):
                    tmp_path / "run", progress=False)
     assert result.step == 2
     assert all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "spade"])
+def test_a_sample_pass_changes_no_parameter_and_no_buffer(scenes, tmp_path, method):
+    from condsynth.registry import build_method
+    from condsynth.train import make_sample_set, write_samples
+    from tests.tiny import tiny_config
+
+    # pix2pix samples with test-time noise: its generator runs in training mode.
+    config = prepare_config(tiny_config(method, extra=[f"data.root={scenes}",
+                                                       "condition.num_classes=null"]))
+    model = build_method(config).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    samples = make_sample_set(config, model)
+    write_samples(tmp_path, model, samples, step=1, config=config)
+    after = model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"sampling changed {changed[:5]}"
+    assert model.training and (tmp_path / "samples" / "generated_0.png").is_file()
+
+
+def test_samples_run_on_rank_local_copies_without_synchronized_batch_norm(scenes, tmp_path,
+                                                                          monkeypatch):
+    from torch import nn
+
+    from condsynth.registry import build_method
+    from condsynth.train import make_sample_set, write_samples
+    from tests.tiny import tiny_config
+
+    config = prepare_config(tiny_config("pix2pix", extra=[f"data.root={scenes}",
+                                                          "condition.num_classes=null"]))
+    model = build_method(config).train()
+    # As on CUDA under torchrun: a forward of this in training mode would be a collective.
+    model.generator = nn.SyncBatchNorm.convert_sync_batchnorm(model.generator)
+    synced = model.generator
+
+    def collective(*args, **kwargs):
+        raise AssertionError("a synchronized batch norm ran: rank 0 would wait for ever")
+
+    monkeypatch.setattr(nn.SyncBatchNorm, "forward", collective)
+    write_samples(tmp_path, model, make_sample_set(config, model), step=1, config=config)
+    assert model.generator is synced
+    assert any(isinstance(m, nn.SyncBatchNorm) for m in model.generator.modules())

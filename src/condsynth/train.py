@@ -345,8 +345,9 @@ def write_samples(run_dir: Path, method: Method, samples: SampleSet, step: int,
         # Where a method takes a style image (pix2pixHD's instance features, SPADE's VAE),
         # the real image is the style source, as the official training pages show.
         style = batch["image"] if Capability.STYLE_IMAGE in method.capabilities() else None
-        fake = method.generate(condition_of(batch, spec), batch_size=samples.rows,
-                               instance=batch.get("instance"), style=style)
+        with method.detached():                # samples change nothing of the model
+            fake = method.generate(condition_of(batch, spec), batch_size=samples.rows,
+                                   instance=batch.get("instance"), style=style)
     method.train(was_training)
     pictures: dict[str, np.ndarray] = {}
     rows = []

@@ -31,6 +31,7 @@ and controls apply, and the CLI, the studio, the bench and the metrics read it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import warnings
 from collections.abc import Callable, Iterator
@@ -136,6 +137,16 @@ def inference(generate: Callable[..., Tensor]) -> Callable[..., Tensor]:
             return generate(self, *args, **kwargs).float()
 
     return wrapper
+
+
+def _local_batch_norm(sync: nn.SyncBatchNorm) -> nn.BatchNorm2d:
+    """A BatchNorm2d holding the same parameters and statistics as ``sync`` (copies)."""
+    local = nn.BatchNorm2d(sync.num_features, sync.eps, sync.momentum, sync.affine,
+                           sync.track_running_stats)
+    local.load_state_dict(sync.state_dict())
+    local.to(next(iter(sync.parameters()), torch.empty(0)).device)
+    local.train(sync.training)
+    return local
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -386,6 +397,26 @@ class Method(nn.Module):
         """Whether the generator has dropout layers (a shallow U-Net has none), so that
         test-time noise makes another seed another picture."""
         return any(isinstance(m, nn.Dropout) for m in unwrap(self.generator).modules())
+
+    @contextlib.contextmanager
+    def detached(self) -> Iterator[Method]:
+        """Within the block, the inference networks are private, rank-local copies: sampling
+        during training (in training mode where a method samples with test-time noise) then
+        changes no parameter and no batch-norm statistic of the model being trained, and runs
+        no collective of synchronized batch norm, which the other ranks, not sampling, would
+        never join. The copies are dropped at the end of the block."""
+        originals = {name: self._modules[name] for name in self.inference_networks}
+        try:
+            for name, module in originals.items():
+                copy_ = copy.deepcopy(unwrap(module))
+                for parent in copy_.modules():    # sync batch norm -> rank-local batch norm
+                    for child_name, child in parent.named_children():
+                        if isinstance(child, nn.SyncBatchNorm):
+                            setattr(parent, child_name, _local_batch_norm(child))
+                self._modules[name] = copy_
+            yield self
+        finally:
+            self._modules.update(originals)
 
     def networks(self) -> dict[str, nn.Module]:
         """The saved networks by name, unwrapped from any distributed wrapper."""
