@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from condsynth import checkpoint
 from condsynth.api import load
-from condsynth.errors import CheckpointError
+from condsynth.errors import CheckpointError, DataError
 from condsynth.train import lr_factor, prepare_config, train
 from tests.tiny import tiny_config
 
@@ -233,3 +233,39 @@ def test_samples_run_on_rank_local_copies_without_synchronized_batch_norm(scenes
     write_samples(tmp_path, model, make_sample_set(config, model), step=1, config=config)
     assert model.generator is synced
     assert any(isinstance(m, nn.SyncBatchNorm) for m in model.generator.modules())
+
+
+def _scenes_copy(scenes, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(scenes, data)
+    return data
+
+
+def test_unreadable_files_are_found_before_training(scenes, tmp_path):
+    data = _scenes_copy(scenes, tmp_path)
+    bad = sorted((data / "train_label").iterdir())[5]
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=f"{bad.name}.*Nothing was trained"):
+        train(scenes_config(data, ["train.checkpoint_every=100"]), tmp_path / "run",
+              progress=False)
+    assert not (tmp_path / "run" / "losses.jsonl").exists()
+
+
+def test_a_file_that_fails_mid_run_stops_it_with_a_checkpoint(scenes, tmp_path):
+    data = _scenes_copy(scenes, tmp_path)
+    bad = sorted((data / "train_img").iterdir())[5]
+    good = bad.read_bytes()
+    bad.write_bytes(good[: len(good) // 2])            # the header reads; the pixels do not
+    run = tmp_path / "run"
+    config = scenes_config(data, ["train.checkpoint_every=100", "train.max_steps=8"])
+    with pytest.raises(DataError) as err:
+        train(config, run, progress=False)
+    message = str(err.value)
+    assert bad.name in message and "--resume" in message and "Traceback" not in message
+    saved = checkpoint.read_train_state(run)["step"]
+    assert f"Training stopped at step {saved}" in message
+    bad.write_bytes(good)
+    result = train(checkpoint.read_config(run), run, resume=True, progress=False)
+    assert result.step == 8

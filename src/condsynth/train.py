@@ -36,7 +36,8 @@ from condsynth.conditions import SPATIAL_KINDS, condition_of
 from condsynth.config import Config, OptimizerConfig
 from condsynth.data.dataset import tensor_to_image
 from condsynth.data.factory import open_dataset
-from condsynth.errors import CondsynthError
+from condsynth.data.scan import scan_headers, stopped_by_bad_file
+from condsynth.errors import CondsynthError, DataError
 from condsynth.methods.base import Capability, Method, OptimizerSpec
 from condsynth.pages import condition_picture, condition_text, save_png, write_table_page
 from condsynth.registry import build_method
@@ -519,6 +520,7 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
         random.seed(t.seed + info.rank)
 
     dataset = open_dataset(config, phase="train", train=True, size_multiple=method.size_multiple())
+    scan_headers(dataset)
     batches = ResumableBatches(len(dataset),
                                lambda s: method.schedule(s).batch_size or t.batch_size,
                                t.seed, info)
@@ -583,6 +585,9 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
                     log_images(writer, step, pictures)
             if step % t.checkpoint_every == 0 and step != end_step:
                 save(step)
+    except DataError as err:                  # a bad file met mid-run: keep the progress
+        save(step)
+        raise stopped_by_bad_file(err, run_dir, step) from None
     except KeyboardInterrupt:
         if info.main:
             bar.write(f"interrupted at step {step}: saving a checkpoint (resume with --resume)")
