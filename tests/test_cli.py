@@ -208,3 +208,13 @@ def test_demo_budget_is_measured(tmp_path):
     config = prepare_config(parse_config(raw))
     assert steps_for_budget(config, 0.0) == MIN_STEPS
     assert steps_for_budget(config, 1e9) == config.train.max_steps
+
+
+def test_resume_with_more_steps_says_the_schedule_changes(trained, tmp_path, capsys):
+    import shutil
+
+    _, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["train", "--run", str(copy), "--resume", "--max-steps", "4", "--quiet"]) == 0
+    assert "the schedule is stretched" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,13 @@ def training_config(args: argparse.Namespace) -> Any:
     if args.resume:
         config = checkpoint.read_config(args.run)
         check_resume_flags(args, config)
+        if (args.max_steps not in (None, config.train.max_steps)
+                and config.train.decay_start < 1):
+            print(f"condsynth: note: the learning rate decays linearly over the last "
+                  f"{1 - config.train.decay_start:.0%} of --max-steps; with --max-steps "
+                  f"{args.max_steps} instead of {config.train.max_steps} the schedule is "
+                  "stretched, so the run is not the one a straight run would have been.",
+                  file=sys.stderr)
         raw = config.to_dict()
     elif args.config:
         raw = load_preset_raw(args.config)
