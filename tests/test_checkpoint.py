@@ -58,7 +58,7 @@ def test_reader_of_a_half_committed_checkpoint_changes_nothing(scenes, tmp_path,
         real_replace(src, dst)
 
     monkeypatch.setattr(checkpoint.os, "replace", dying_replace)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(CheckpointError, match="simulated crash"):
         checkpoint.write_checkpoint(run, config, method.networks(), step=99,
                                     train_state={"step": 99})
     monkeypatch.undo()

@@ -109,15 +109,12 @@ def test_crash_before_commit_keeps_previous_checkpoint(scenes, tmp_path, monkeyp
         real_write(path, data)
 
     monkeypatch.setattr(checkpoint, "_fsync_write", dying_write)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(CheckpointError, match="simulated crash"):
         checkpoint.write_checkpoint(run, config, method.networks(), step=99)
     monkeypatch.undo()
     assert_same_weights(before, weights(run))           # nothing moved yet
-    load(run, device="cpu")                              # a reader changes nothing
-    assert (run / checkpoint.STAGING).exists()
-    checkpoint.claim_run(run, resume=True).release()     # the next trainer discards it
-    assert not (run / checkpoint.STAGING).exists()
-    assert_same_weights(before, weights(run))
+    assert not (run / checkpoint.STAGING).exists()       # the incomplete files are gone
+    load(run, device="cpu")
 
 
 @pytest.mark.slow
@@ -139,7 +136,7 @@ def test_crash_during_commit_is_rolled_forward(scenes, tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(checkpoint.os, "replace", dying_replace)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(CheckpointError, match="simulated crash"):
         checkpoint.write_checkpoint(run, config, method.networks(), step=99)
     monkeypatch.undo()
     assert (run / checkpoint.STAGING / checkpoint.COMPLETE).exists()

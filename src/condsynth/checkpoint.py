@@ -87,6 +87,24 @@ def write_checkpoint(run_dir: str | Path, config: Config, networks: dict[str, nn
         raise NonFiniteError(f"the weights became non-finite ({', '.join(bad[:3])}"
                              f"{' ...' if len(bad) > 3 else ''}) by step {step}, so no "
                              f"checkpoint was written for it; {diverged_advice(run_dir)}")
+    try:
+        _write_checkpoint(run_dir, config, networks, step, train_state, extra_files, method_state)
+    except OSError as err:
+        reason = (f"could not write the checkpoint of step {step} in {run_dir} "
+                  f"({err.strerror or err})")
+        if _manifest(run_dir) is not None:    # complete, partly moved: recover() finishes it
+            raise CheckpointError(f"{reason} while moving it into place; it is complete, and "
+                                  "the next --resume finishes the move. Fix: free disk space "
+                                  "(or make the folder writable), then --resume.") from None
+        # Disk full, a read-only folder: the staged files go, the last checkpoint stays.
+        shutil.rmtree(run_dir / STAGING, ignore_errors=True)
+        raise CheckpointError(f"{reason}; the previous checkpoint is unchanged. Fix: free disk "
+                              "space (or make the folder writable), then --resume.") from None
+
+
+def _write_checkpoint(run_dir: Path, config: Config, networks: dict[str, nn.Module], step: int,
+                      train_state: dict[str, Any] | None, extra_files: dict[str, bytes] | None,
+                      method_state: dict[str, torch.Tensor] | None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     staging = run_dir / STAGING
     if staging.exists():

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from condsynth.config import ConditionConfig
 from condsynth.data.dataset import tensor_to_image
+from condsynth.errors import CondsynthError
 
 
 def default_colours(num_classes: int) -> list[list[int]]:
@@ -65,10 +66,16 @@ def condition_text(item: dict, spec: ConditionConfig) -> str:
 def save_png(array: np.ndarray, path: str | Path) -> None:
     """Write an image atomically (a reader never sees half a PNG)."""
     path = Path(path)
+    if path.is_dir():
+        raise CondsynthError(f"cannot write a picture to {path}: it is a folder. Fix: give a "
+                             f"file name, such as {path / 'picture.png'}.")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    try:
+        Image.fromarray(array).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)           # left only when writing failed
 
 
 def write_table_page(path: str | Path, title: str, headers: Sequence[str],

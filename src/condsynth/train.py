@@ -586,8 +586,9 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
             if step % t.checkpoint_every == 0 and step != end_step:
                 save(step)
     except DataError as err:                  # a bad file met mid-run: keep the progress
-        save(step)
-        raise stopped_by_bad_file(err, run_dir, step) from None
+        if step > start_step:
+            save(step)
+        raise stopped_by_bad_file(err, run_dir, step, saved=step > start_step) from None
     except KeyboardInterrupt:
         if info.main:
             bar.write(f"interrupted at step {step}: saving a checkpoint (resume with --resume)")

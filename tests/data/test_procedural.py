@@ -18,6 +18,7 @@ from condsynth.data.procedural import (
     make_scene,
     write_dataset,
 )
+from condsynth.errors import ConfigError
 
 SKY, CLOUD, MOUNTAIN, WATER, GRASS, ROAD, BUILDING, TREE, CAR, PERSON, SAND = range(11)
 GROUND_STUFF = [WATER, GRASS, ROAD, SAND]
@@ -146,9 +147,9 @@ def test_colourize() -> None:
 
 
 def test_bad_arguments_are_explained() -> None:
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ConfigError, match="size"):
         make_scene((32,), 0)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ConfigError, match="non-negative"):
         make_scene(32, -1)
 
 

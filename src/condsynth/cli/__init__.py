@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     except CondsynthError as err:
         print(f"condsynth: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:                    # the disk, not condsynth: full, read-only, gone
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"condsynth: error: {err.strerror or err}{where}. Fix: check that the path "
+              "exists, is writable and that the disk has space.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("condsynth: interrupted", file=sys.stderr)
         return 130

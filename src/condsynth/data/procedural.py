@@ -24,6 +24,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from condsynth.errors import ConfigError
+
 __all__ = [
     "CLASS_COLOURS",
     "CLASS_NAMES",
@@ -971,11 +973,12 @@ def _size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
         try:
             height, width = (int(v) for v in size)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise ConfigError(
                 f"size must be an int S (square) or a (height, width) pair, got {size!r}"
             ) from None
     if height < 8 or width < 8:
-        raise ValueError(f"scene size must be at least 8x8 pixels, got {height}x{width}")
+        raise ConfigError(f"scene size (--size) must be at least 8x8 pixels, got "
+                          f"{height}x{width}. Fix: --size 8 or more (128 is the usual).")
     return height, width
 
 
@@ -997,7 +1000,7 @@ def make_scene(size: int | tuple[int, int], seed: int,
     """
     height, width = _size_hw(size)
     if int(seed) < 0 or (appearance_seed is not None and int(appearance_seed) < 0):
-        raise ValueError(f"seeds must be non-negative integers, got {seed}, {appearance_seed}")
+        raise ConfigError(f"seeds must be non-negative integers, got {seed}, {appearance_seed}")
     look_seed = int(seed) if appearance_seed is None else int(appearance_seed)
     # Separate streams: the look never shifts the layout's random draws, and vice versa.
     layout = _SceneBuilder(height, width, np.random.default_rng([int(seed), 0])).build()
@@ -1045,10 +1048,11 @@ def write_dataset(out: str | Path, count: int, size: int | tuple[int, int], seed
         A summary: ``{"out", "train_count", "test_count", "size", "seed", "num_classes"}``.
     """
     height, width = _size_hw(size)
-    if count < 0 or (test_count is not None and test_count < 0):
-        raise ValueError(f"count and test_count must be >= 0, got {count}, {test_count}")
+    if count < 1 or (test_count is not None and test_count < 0):
+        raise ConfigError(f"the number of scenes (--count) must be at least 1 and the test "
+                          f"scenes (--test-count) at least 0; got {count} and {test_count}.")
     if not 0 <= int(seed) < 2**31:
-        raise ValueError(f"seed must be in [0, 2**31), got {seed}")
+        raise ConfigError(f"the seed (--seed) must be in [0, 2**31), got {seed}")
     test_count = max(1, count // 10) if test_count is None else int(test_count)
     root = Path(out)
     jobs = [("train", 0, i) for i in range(count)] + [("test", 1, i) for i in range(test_count)]

@@ -45,12 +45,15 @@ def scan_headers(dataset: Any) -> None:
                         "problem).")
 
 
-def stopped_by_bad_file(err: DataError, run_dir: str | Path, step: int) -> DataError:
-    """The error that ends a run whose data loader met an unreadable file at ``step``, after
-    the run saved a checkpoint there. (A loader worker's error arrives with the worker's
-    traceback in its text; only the message itself is kept.)"""
+def stopped_by_bad_file(err: DataError, run_dir: str | Path, step: int,
+                        saved: bool) -> DataError:
+    """The error that ends a run whose data met a problem at ``step`` (``saved``: after the
+    run saved a checkpoint there). A loader worker's error arrives with the worker's traceback
+    in its text; only the message itself is kept."""
     message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     message = message.removeprefix(f"{type(err).__module__}.{type(err).__name__}: ")
+    if not saved:
+        return DataError(message)             # nothing trained in this session: nothing lost
     return DataError(f"{message} Training stopped at step {step}, and a checkpoint of that step "
-                     f"was saved in {run_dir}: after fixing or removing the file, `condsynth "
-                     f"train --run {run_dir} --resume` continues.")
+                     f"was saved in {run_dir}: after fixing the problem, `condsynth train "
+                     f"--run {run_dir} --resume` continues.")
