@@ -125,10 +125,14 @@ def main() -> int:
     parser.add_argument("--run", help="a run directory (default: train a tiny one)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the load")
+    parser.add_argument("--rounds", type=int, default=1, help="load rounds on one server "
+                        "(memory that keeps growing round after round is a leak; memory that "
+                        "stays at the first round's level is the allocator keeping its pages)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    if not 1 <= args.clients <= 64 or not 0 < args.seconds <= 300:
-        parser.error("--clients must be 1..64 and --seconds 0..300 (the test is bounded)")
+    if not 1 <= args.clients <= 64 or not 0 < args.seconds <= 300 or not 1 <= args.rounds <= 5:
+        parser.error("--clients must be 1..64, --seconds 0..300 and --rounds 1..5 (the test is "
+                     "bounded)")
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(args.run) if args.run else tiny_run(Path(tmp))
@@ -150,21 +154,24 @@ def main() -> int:
                              {"Content-Type": "application/json"})
             before = rss_mb(server.pid)
             peak = before
+            after_rounds = []
             clients = [Client(port, model, seed) for seed in range(1, args.clients + 1)]
-            end = time.time() + args.seconds
+            for _ in range(args.rounds):
+                end = time.time() + args.seconds
 
-            def loop(client: Client) -> None:
-                while time.time() < end:
-                    client.one()
+                def loop(client: Client, end: float = end) -> None:
+                    while time.time() < end:
+                        client.one()
 
-            threads = [threading.Thread(target=loop, args=(c,), daemon=True) for c in clients]
-            for t in threads:
-                t.start()
-            while any(t.is_alive() for t in threads):
-                peak = max(peak, rss_mb(server.pid))
-                time.sleep(0.1)
-            time.sleep(3.0)
-            after = rss_mb(server.pid)
+                threads = [threading.Thread(target=loop, args=(c,), daemon=True)
+                           for c in clients]
+                for t in threads:
+                    t.start()
+                while any(t.is_alive() for t in threads):
+                    peak = max(peak, rss_mb(server.pid))
+                    time.sleep(0.1)
+                time.sleep(3.0)
+                after_rounds.append(round(rss_mb(server.pid), 1))
             health = probe.request("GET", "/health")
         finally:
             server.terminate()
@@ -183,7 +190,8 @@ def main() -> int:
         if valid else None,
         "answers": dict(sorted(statuses.items())),
         "errors (500 or broken connection)": errors,
-        "rss_mb": {"before": round(before, 1), "peak": round(peak, 1), "after": round(after, 1)},
+        "rss_mb": {"before": round(before, 1), "peak": round(peak, 1),
+                   "after_each_round": after_rounds},
         "health_after": health,
     }
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))

@@ -680,8 +680,13 @@ class StudioServer(ThreadingHTTPServer):
         """A thread per connection, up to ``max_connections``; beyond, a 503 and close."""
         if not self._connections.acquire(blocking=False):
             try:
-                request.settimeout(1.0)
+                request.settimeout(0.2)
                 request.sendall(BUSY_ANSWER)
+                # Read what the client sent before closing: closing on unread data resets
+                # the connection, and the client would see a reset instead of the answer.
+                request.shutdown(socket.SHUT_WR)
+                while request.recv(65536):
+                    pass
             except OSError:
                 pass
             self.shutdown_request(request)
