@@ -43,21 +43,3 @@ def scenes(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scenes")
     write_dataset(root, 8, 32, seed=0, test_count=2, progress=False)
     return root
-
-
-def pytest_addoption(parser) -> None:
-    parser.addoption("--run-slow", action="store_true",
-                     help="also run the slow tests (fault injection: minutes)")
-
-
-def pytest_configure(config) -> None:
-    config.addinivalue_line("markers", "slow: minutes-long measurements (run with --run-slow)")
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)

@@ -1,4 +1,4 @@
-"""Fault injection (slow: ``pytest --run-slow tests/test_faults.py -s``): kill -9 at random
+"""Fault injection (slow, minutes: ``pytest tests/test_faults.py -s``): kill -9 at random
 moments of training and checkpointing, a full disk at every file of a checkpoint, readers in
 other processes during training, two trainers. Every trial must end with a loadable, finite
 run that resumes exactly (the same weights as a run that was never interrupted).
