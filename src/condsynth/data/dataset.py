@@ -86,13 +86,6 @@ class PairedDataset(torch.utils.data.Dataset):
         if data.max_items is not None:
             samples = samples[: data.max_items]
         self.samples: list[Sample] = samples
-        if (self.layout == "sketch" and label.kind == "image"
-                and data.line_extraction == "none"):
-            raise ConfigError(f"{data.root}: the sketch layout is a folder of pictures, and "
-                              "data.line_extraction=none draws no sketches from them, so there "
-                              "is no condition to train on. Fix: data.line_extraction=xdog_random "
-                              "(or xdog), or sketch/colour pairs from `condsynth data sketches` "
-                              "(data.layout=sketch_pairs).")
         self.has_labels = self.layout not in IMAGE_CONDITION_LAYOUTS
         if self.has_labels and label.num_classes is None:
             raise ConfigError("label.num_classes is not resolved. Fix: set label.num_classes, or "

@@ -119,6 +119,12 @@ class Autopainter(Method):
         if not 0 <= cfg.hint_none_prob <= 1:
             raise ConfigError(f"model.hint_none_prob is {cfg.hint_none_prob}; it is a share of "
                               "training items, between 0 and 1.")
+        if config.data.layout == "sketch" and config.data.line_extraction == "none":
+            raise ConfigError(f"{config.data.root or 'the dataset'}: the sketch layout is a "
+                              "folder of pictures, and data.line_extraction=none draws no "
+                              "sketches from them, so there is no condition to train on. Fix: "
+                              "data.line_extraction=xdog_random (or xdog), or sketch/colour "
+                              "pairs from `condsynth data sketches` (data.layout=sketch_pairs).")
         if cfg.num_downs is None:             # written back: config.yaml holds the depth
             cfg.num_downs = depth_for_size(*config.data.crop_hw)
         self.hint_channels = HINT_CHANNELS if cfg.hints else 0
