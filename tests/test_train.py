@@ -266,3 +266,20 @@ def test_a_file_that_fails_mid_run_stops_it_with_a_checkpoint(scenes, tmp_path):
     bad.write_bytes(good)
     result = train(checkpoint.read_config(run), run, resume=True, progress=False)
     assert result.step == 8
+
+
+def test_sample_pass_after_a_training_step_with_spectral_norm(scenes, tmp_path):
+    # A training forward leaves spectral norm's computed weight on the module (a tensor no
+    # copy can take): samples still run, and still change nothing.
+    from condsynth.registry import build_method
+    from condsynth.train import make_sample_set, write_samples
+    from tests.tiny import tiny_batch, tiny_config
+
+    config = prepare_config(tiny_config("spade", extra=[f"data.root={scenes}",
+                                                        "condition.num_classes=null"]))
+    model = build_method(config).train()
+    model.forward_generator(tiny_batch("spade") | {"label": torch.zeros(2, 32, 32,
+                                                                         dtype=torch.long)})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    write_samples(tmp_path, model, make_sample_set(config, model), step=1, config=config)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -31,7 +31,6 @@ and controls apply, and the CLI, the studio, the bench and the metrics read it.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import warnings
 from collections.abc import Callable, Iterator
@@ -140,11 +139,13 @@ def inference(generate: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
 
 def _local_batch_norm(sync: nn.SyncBatchNorm) -> nn.BatchNorm2d:
-    """A BatchNorm2d holding the same parameters and statistics as ``sync`` (copies)."""
+    """A BatchNorm2d on the same parameter and statistic tensors as ``sync``, without its
+    collective (:meth:`Method.detached` restores what it changes)."""
     local = nn.BatchNorm2d(sync.num_features, sync.eps, sync.momentum, sync.affine,
                            sync.track_running_stats)
-    local.load_state_dict(sync.state_dict())
-    local.to(next(iter(sync.parameters()), torch.empty(0)).device)
+    local.weight, local.bias = sync.weight, sync.bias
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        setattr(local, name, getattr(sync, name))
     local.train(sync.training)
     return local
 
@@ -400,23 +401,33 @@ class Method(nn.Module):
 
     @contextlib.contextmanager
     def detached(self) -> Iterator[Method]:
-        """Within the block, the inference networks are private, rank-local copies: sampling
-        during training (in training mode where a method samples with test-time noise) then
-        changes no parameter and no batch-norm statistic of the model being trained, and runs
-        no collective of synchronized batch norm, which the other ranks, not sampling, would
-        never join. The copies are dropped at the end of the block."""
+        """Within the block, the inference networks run unwrapped and rank-local, and leave
+        nothing behind: sampling during training (in training mode where a method samples with
+        test-time noise) changes no parameter, no batch-norm statistic and no spectral-norm
+        vector of the model being trained, and runs no collective of synchronized batch norm,
+        which the other ranks, not sampling, would never join."""
         originals = {name: self._modules[name] for name in self.inference_networks}
+        swapped: list[tuple[nn.Module, str, nn.Module]] = []
+        saved: list[tuple[Tensor, Tensor]] = []
         try:
             for name, module in originals.items():
-                copy_ = copy.deepcopy(unwrap(module))
-                for parent in copy_.modules():    # sync batch norm -> rank-local batch norm
-                    for child_name, child in parent.named_children():
+                inner = unwrap(module)
+                self._modules[name] = inner
+                saved += [(t, t.detach().clone()) for t in
+                          (*inner.parameters(), *inner.buffers())]
+                for parent in list(inner.modules()):
+                    for child_name, child in list(parent.named_children()):
                         if isinstance(child, nn.SyncBatchNorm):
-                            setattr(parent, child_name, _local_batch_norm(child))
-                self._modules[name] = copy_
+                            parent._modules[child_name] = _local_batch_norm(child)
+                            swapped.append((parent, child_name, child))
             yield self
         finally:
+            for parent, child_name, child in swapped:
+                parent._modules[child_name] = child
             self._modules.update(originals)
+            with torch.no_grad():
+                for tensor, value in saved:
+                    tensor.copy_(value)
 
     def networks(self) -> dict[str, nn.Module]:
         """The saved networks by name, unwrapped from any distributed wrapper."""
