@@ -76,5 +76,6 @@ def test_weights_of_another_structure_or_with_code_are_refused(tmp_path):
         InceptionFeatures(resolve_inception_weights(wrong, allow_nonstandard=True))
     pickled = tmp_path / "pickled.pth"
     torch.save({"net": torch.nn.Linear(1, 1)}, pickled)   # a module, not a state dict
-    with pytest.raises(CheckpointError, match="could not be read"):
+    with pytest.raises(CheckpointError, match="pickled.pth is not a readable PyTorch file "
+                       r"\(it holds pickled Python objects"):
         InceptionFeatures(resolve_inception_weights(pickled, allow_nonstandard=True))
