@@ -15,7 +15,14 @@ from safetensors.torch import load_file
 from condsynth import checkpoint
 from condsynth.api import load
 from condsynth.errors import CheckpointError, DataError
-from condsynth.train import lr_factor, prepare_config, train
+from condsynth.train import (
+    Distributed,
+    ResumableBatches,
+    epoch_lr_factor,
+    lr_factor,
+    prepare_config,
+    train,
+)
 from tests.tiny import tiny_config
 
 
@@ -45,6 +52,22 @@ def test_lr_schedule_is_constant_then_linear():
     assert lr_factor(49, 100, 0.5) == 1.0
     assert lr_factor(75, 100, 0.5) == pytest.approx(0.5)
     assert lr_factor(100, 100, 0.5) == 0.0
+
+
+def test_epoch_schedule_is_the_official_niter_and_niter_decay():
+    # niter 2, niter_decay 4: epochs 1-3 (0-based 0-2) at the full rate, then the rate drops
+    # by a quarter after each epoch, so the last epoch trains at 1/4.
+    factors = [epoch_lr_factor(e, 2, 4) for e in range(7)]
+    assert factors == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    assert epoch_lr_factor(50, 100, 0) == 1.0          # no decay epochs: constant
+
+
+def test_serial_batches_take_the_files_in_order():
+    plan = ResumableBatches(5, 2, seed=3, dist_info=Distributed(), shuffle=False)
+    assert plan.epoch_batches(0, 0, 0) == [[0, 1], [2, 3]]
+    assert plan.epoch_batches(1, 0, 2) == [[0, 1], [2, 3]]
+    shuffled = ResumableBatches(5, 2, seed=3, dist_info=Distributed())
+    assert shuffled.epoch_batches(0, 0, 0) != shuffled.epoch_batches(1, 0, 2)
 
 
 @pytest.mark.slow

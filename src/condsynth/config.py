@@ -106,6 +106,8 @@ class DataConfig:
     preprocess: Literal["resize_and_crop", "scale_width", "scale_width_and_crop", "crop",
                         "fixed", "none"] = "resize_and_crop"
     flip: bool = True                # random horizontal flip in training
+    shuffle: bool = True             # a new order every epoch; false = file order (serial
+                                     # batches, to retrace a recorded run)
     direction: Literal["AtoB", "BtoA"] = "AtoB"   # aligned A|B images: which side is the input
     palette: str | None = None       # JSON mapping colours to class ids, for RGB label maps
     num_workers: int = ranged(0, at_least=0)  # DataLoader worker processes
@@ -154,11 +156,24 @@ class TrainConfig:
     beta2: float | None = ranged(None, at_least=0, below=1)
     optimizers: dict[str, OptimizerConfig] = field(default_factory=dict)  # by parameter group
                                      # name, e.g. {refiner: {lr: 1e-3}}; wins over the above
+    lr_schedule: Literal["fraction", "epochs"] = "fraction"   # fraction: constant, then linear
+                                     # to 0 from decay_start * max_steps; epochs: the official
+                                     # niter + niter_decay, changed at epoch ends (below)
     # fraction of max_steps after which the lr decays linearly to 0
     decay_start: float = ranged(0.5, at_least=0, at_most=1)
     seed: int = ranged(0, at_least=0, below=2**32)   # numpy takes 32-bit seeds
     ema: float = ranged(0.0, at_least=0, below=1)  # EMA decay of the generator weights; 0 = off
+    constant_epochs: int = ranged(100, at_least=0)  # epochs schedule: epochs at the full
+                                     # rate [niter]
+    decay_epochs: int = ranged(100, at_least=0)  # then epochs over which it falls to 0
+                                     # [niter_decay]; epoch e (from 0) trains at
+                                     # 1 - max(0, e - constant) / decay
     precision: Precision = "fp32"
+    fused_adam: bool = True          # Adam's fused kernel (CPU, CUDA): faster; false = torch's
+                                     # default implementation, as the official code builds it
+    channels_last: bool = True       # CPU training activations channels-last where a method
+                                     # keeps them so (SPADE): faster; false = the contiguous
+                                     # layout of the official code (other float rounding)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = ranged(10, at_least=1)  # steps between logged scalars
     sample_every: int = ranged(200, at_least=1)  # steps between refreshes of samples/, index.html

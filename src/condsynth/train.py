@@ -91,16 +91,18 @@ class ResumableBatches:
     epoch from (seed, epoch), each step taking the next ``batch_size(step)`` items of every
     rank's share (a new epoch starts when the rest of the permutation is too short), so a run
     resumed at any step draws exactly the batches the straight run drew. With one batch size
-    this is the usual drop-last epoch; progressive growing changes the size by step."""
+    this is the usual drop-last epoch; progressive growing changes the size by step. Without
+    ``shuffle`` every epoch takes the items in file order (the official ``--serial_batches``)."""
 
     def __init__(self, num_items: int, batch_size: int | Callable[[int], int], seed: int,
-                 dist_info: Distributed) -> None:
+                 dist_info: Distributed, shuffle: bool = True) -> None:
         if num_items == 0:
             raise CondsynthError("the dataset is empty: nothing to train on")
         self.num_items = num_items
         self.batch_size = batch_size if callable(batch_size) else (lambda step: batch_size)
         self.seed = seed
         self.dist = dist_info
+        self.shuffle = shuffle
 
     def _global(self, step: int) -> int:
         return self.batch_size(step) * self.dist.world_size
@@ -121,8 +123,11 @@ class ResumableBatches:
     def epoch_batches(self, epoch: int, offset: int, step: int) -> list[list[int]]:
         """This rank's batches of ``epoch`` from ``offset`` on, the first for iteration
         ``step``: as many as fit in the epoch."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.num_items, generator=g)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(self.num_items, generator=g)
+        else:
+            order = torch.arange(self.num_items)
         batches = []
         while True:
             size = self._global(step)
@@ -149,6 +154,15 @@ def lr_factor(step: int, max_steps: int, decay_start: float) -> float:
     if step < start or max_steps <= start:
         return 1.0
     return max(0.0, (max_steps - step) / (max_steps - start))
+
+
+def epoch_lr_factor(epoch: int, constant_epochs: int, decay_epochs: int) -> float:
+    """The official pix2pixHD/SPADE schedule: after each epoch past ``constant_epochs`` the rate
+    drops by 1/``decay_epochs`` of the initial one, so epoch ``epoch`` (counted from 0) trains
+    at ``1 - max(0, epoch - constant_epochs) / decay_epochs``; with no decay epochs it stays."""
+    if decay_epochs <= 0:
+        return 1.0
+    return max(0.0, 1.0 - max(0, epoch - constant_epochs) / decay_epochs)
 
 
 def resolve_optimizers(config: Config, method: Method) -> dict[str, OptimizerSpec]:
@@ -207,17 +221,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def make_optimizers(method: Method, specs: dict[str, OptimizerSpec],
-                    device: torch.device) -> dict[str, torch.optim.Optimizer]:
-    """One optimizer per named parameter group. Adam is the fused kernel on CPUs and CUDA: the
-    same update in one pass over the parameters instead of several (an Adam step over
-    pix2pixHD's 182M generator parameters takes 0.06 s instead of 0.6 s on two CPU cores)."""
+def make_optimizers(method: Method, specs: dict[str, OptimizerSpec], device: torch.device,
+                    fused: bool = True) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per named parameter group. With ``fused``, Adam is the fused kernel on CPUs
+    and CUDA: the same update in one pass over the parameters instead of several (an Adam step
+    over pix2pixHD's 182M generator parameters takes 0.06 s instead of 0.6 s on two CPU cores).
+    Its float rounding differs, and where a gradient is of the order of eps the step does too:
+    without ``fused`` Adam is torch's default for the device, as the official code builds it."""
     groups = method.parameter_groups()
     missing = set(specs) ^ set(groups)
     if missing:
         raise CondsynthError(f"{method.name}: parameter groups {sorted(groups)} and optimizers "
                              f"{sorted(specs)} differ")
-    fused = device.type in ("cpu", "cuda")
+    fused = fused and device.type in ("cpu", "cuda")
     optimizers: dict[str, torch.optim.Optimizer] = {}
     for name, spec in specs.items():
         params = [p for p in groups[name] if p.requires_grad] or groups[name]
@@ -227,8 +243,18 @@ def make_optimizers(method: Method, specs: dict[str, OptimizerSpec],
         else:
             optimizers[name] = torch.optim.Adam(params, lr=spec.lr, betas=spec.betas,
                                                 eps=spec.eps, weight_decay=spec.weight_decay,
-                                                fused=fused)
+                                                fused=fused or None)
     return optimizers
+
+
+def mark_updated(optimizer: torch.optim.Optimizer) -> None:
+    """Bump the version of the parameters a fused optimizer step changed: the fused kernels
+    update them in place without doing so (torch 2.14), and caches keyed on the version (the
+    concatenated SPADE modulation weights of inference) would serve the old values."""
+    if any(group.get("fused") for group in optimizer.param_groups):
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                torch.autograd.graph.increment_version(p)
 
 
 def train_step(method: Method, batch: dict[str, Any], optimizers: dict[str, torch.optim.Optimizer],
@@ -250,6 +276,7 @@ def train_step(method: Method, batch: dict[str, Any], optimizers: dict[str, torc
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(sum(terms.values())).backward()
             scaler.step(optimizer)
+            mark_updated(optimizer)
             losses.update(terms)
     scaler.update()
     return losses
@@ -497,7 +524,7 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
     if info.enabled:
         wrap_distributed(method, device, info)
 
-    optimizers = make_optimizers(method, specs, device)
+    optimizers = make_optimizers(method, specs, device, fused=t.fused_adam)
     use_scaler = t.precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     if state is not None:
@@ -506,11 +533,12 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
             if saved is None:
                 raise CondsynthError(f"{run_dir}: the checkpoint holds no state of the "
                                      f"'{name}' optimizer; it was written by another method.")
-            fused = opt.param_groups[0].get("fused")
+            # The implementation is this session's choice (train.fused_adam), not the saved one.
+            kernel = {k: opt.param_groups[0][k] for k in ("fused", "foreach")
+                      if k in opt.param_groups[0]}
             opt.load_state_dict(saved)
-            for group in opt.param_groups:    # states written elsewhere (imports) say otherwise
-                if fused is not None:
-                    group["fused"] = fused
+            for group in opt.param_groups:
+                group.update(kernel)
         if "scaler" in state and use_scaler:
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"][min(info.rank, len(state["rng"]) - 1)])
@@ -523,7 +551,7 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
     scan_headers(dataset)
     batches = ResumableBatches(len(dataset),
                                lambda s: method.schedule(s).batch_size or t.batch_size,
-                               t.seed, info)
+                               t.seed, info, shuffle=config.data.shuffle)
     samples = make_sample_set(config, method) if info.main else None
     writer = make_writer(run_dir, t.tensorboard) if info.main else None
 
@@ -554,10 +582,11 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
     began = time.perf_counter()
     method.train()
     try:
-        for batch in iterate(dataset, batches, start_step, config):
+        for epoch, batch in iterate(dataset, batches, start_step, config):
             if step >= end_step:
                 break
-            factor = lr_factor(step, t.max_steps, t.decay_start)
+            factor = (epoch_lr_factor(epoch, t.constant_epochs, t.decay_epochs)
+                      if t.lr_schedule == "epochs" else lr_factor(step, t.max_steps, t.decay_start))
             for name, opt in optimizers.items():
                 for group in opt.param_groups:
                     group["lr"] = specs[name].lr * factor
@@ -607,8 +636,8 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
 
 
 def iterate(dataset: torch.utils.data.Dataset, batches: ResumableBatches, start_step: int,
-            config: Config) -> Iterator[dict[str, Any]]:
-    """Batches from ``start_step`` on, forever (the loop decides when to stop)."""
+            config: Config) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(epoch, batch) from ``start_step`` on, forever (the loop decides when to stop)."""
     epoch, offset = batches.position(start_step)
     step = start_step
     while True:
@@ -621,7 +650,8 @@ def iterate(dataset: torch.utils.data.Dataset, batches: ResumableBatches, start_
             dataset, batch_sampler=plan,
             num_workers=config.data.num_workers, pin_memory=torch.cuda.is_available(),
             generator=torch.Generator().manual_seed(config.train.seed * 1_000_003 + epoch))
-        yield from loader
+        for batch in loader:
+            yield epoch, batch
         step += len(plan)
         epoch, offset = epoch + 1, 0
 

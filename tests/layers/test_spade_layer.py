@@ -75,6 +75,41 @@ def test_fused_weights_are_kept_for_inference_and_follow_updates():
     assert copy.deepcopy(layer).fused_gamma_beta._cached is None   # (EMA copies the generator)
 
 
+def test_a_fused_optimizer_step_reaches_inference():
+    """The fused Adam kernel changes weights in place without bumping their version; the
+    trainer's step marks them, so the inference cache does not serve the old weights."""
+    from condsynth.train import make_optimizers, train_step
+
+    class OneLayer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = SPADE(3, 2, "instance", hidden=4)
+
+        def parameter_groups(self) -> dict:
+            return {"only": list(self.parameters())}
+
+        def phases(self) -> list:
+            from condsynth.methods.base import Phase
+            return [Phase("only", "only")]
+
+        def phase_losses(self, phase, batch, cache) -> dict:
+            return {"loss": self.layer(batch["x"], batch["segmap"]).square().mean()}
+
+    model = OneLayer()
+    x, segmap = torch.randn(1, 3, 4, 4), one_hot_map(1, 2, 4, 4)
+    layer = model.layer.eval()
+    with torch.no_grad():
+        layer(x, segmap)                                          # caches the concatenation
+    from condsynth.methods.base import OptimizerSpec
+    optimizers = make_optimizers(model, {"only": OptimizerSpec(lr=0.1)}, torch.device("cpu"))
+    assert optimizers["only"].param_groups[0]["fused"]
+    model.train()
+    train_step(model, {"x": x, "segmap": segmap}, optimizers, 0, "fp32", torch.device("cpu"))
+    with torch.no_grad():
+        out = layer.eval()(x, segmap)
+        torch.testing.assert_close(out, reference_spade(layer, x, segmap), rtol=0, atol=1e-5)
+
+
 def test_spade_parameter_names_are_the_official_ones():
     keys = set(SPADE(4, 3, "sync_batch", kernel_size=5, hidden=32).state_dict())
     assert keys == {

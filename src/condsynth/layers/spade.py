@@ -110,9 +110,11 @@ class SPADE(nn.Module):
         """The scale 1 + γ and the shift β, each (B, C, h, w), for a label map already at the
         activation's size."""
         actv = self.mlp_shared(segmap)                                    # (B, hidden, h, w)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self.training:
             # Training: two convolutions. Measured on CPU, the fused one is no faster here: its
-            # weight concatenation and gradient split cost what the shared pass saves.
+            # weight concatenation and gradient split cost what the shared pass saves. (Also
+            # without gradients, as SPADE's discriminator step regenerates its fake: the
+            # weights change at every step, a cached concatenation would only be rebuilt.)
             return 1 + self.mlp_gamma(actv), self.mlp_beta(actv)
         weights = [self.mlp_gamma.weight, self.mlp_beta.weight]
         biases = [self.mlp_gamma.bias, self.mlp_beta.bias]
