@@ -68,9 +68,10 @@ def test_gan_terms_by_hand():
     out = method.forward_generator(batch)
     stub.joint = True
     d = method.discriminator_step(batch, out)
-    # vanilla GAN: D wants sigmoid(real) -> 1, sigmoid(fake) -> 0; halved as in pix2pix.
-    assert d["d_fake"].item() == pytest.approx(0.5 * -math.log(1 - 1 / (1 + math.exp(-0.7))))
-    assert d["d_real"].item() == pytest.approx(0.5 * -math.log(1 / (1 + math.exp(0.4))))
+    # vanilla GAN: D wants sigmoid(real) -> 1, sigmoid(fake) -> 0; the sum of the two terms
+    # as the official code (pix2pix halves it).
+    assert d["d_fake"].item() == pytest.approx(-math.log(1 - 1 / (1 + math.exp(-0.7))))
+    assert d["d_real"].item() == pytest.approx(-math.log(1 / (1 + math.exp(0.4))))
     stub.joint = False
     g = method.generator_step(batch, out)
     assert set(g) == {"g_gan"}

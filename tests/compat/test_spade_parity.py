@@ -153,7 +153,7 @@ def test_config_from_the_fixture_options(official_fixtures, imported):
         (True, 256, "instance", True, "hinge")
     assert (m.lambda_feat, m.lambda_vgg, m.lambda_kld, m.init_gain) == (10.0, 10.0, 0.05, 1.0)
     assert (data.crop_size, data.aspect_ratio, data.layout, data.preprocess) == \
-        (256, 4.0, "spade_custom", "none")
+        (256, 4.0, "auto", "none")
     assert (train.lr_g, train.lr_d, train.beta1, train.beta2) == (1e-4, 4e-4, 0.0, 0.9)
 
 

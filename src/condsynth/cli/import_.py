@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("official_dir", help="the experiment folder (opt.txt + latest_net_G.pth)")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--epoch", default="latest", help="which <epoch>_net_G.pth to read")
-    p.add_argument("--vgg-weights", help="pix2pixHD: VGG19 file recorded for training")
+    p.add_argument("--vgg-weights", help="VGG19 file recorded for training (the VGG loss)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.set_defaults(func=cmd_import)
 
@@ -29,6 +29,6 @@ def cmd_import(args: argparse.Namespace) -> int:
         from condsynth.compat.spade import import_spade
 
         out = import_spade(args.official_dir, args.out, epoch=args.epoch,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, vgg_weights=args.vgg_weights)
     print(f"imported the official {args.kind} checkpoint into {out}")
     return 0

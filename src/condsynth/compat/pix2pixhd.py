@@ -57,7 +57,7 @@ _DEFAULTS: dict[str, OptValue] = {
     "ndf": 64, "n_layers_D": 3, "num_D": 2, "no_lsgan": False, "no_ganFeat_loss": False,
     "no_vgg_loss": False, "lambda_feat": 10.0, "lr": 2e-4, "beta1": 0.5, "niter": 100,
     "niter_decay": 100, "batchSize": 1, "loadSize": 1024, "fineSize": 512,
-    "resize_or_crop": "scale_width", "no_flip": False, "dataroot": "",
+    "resize_or_crop": "scale_width", "no_flip": False, "serial_batches": False, "dataroot": "",
 }
 
 
@@ -83,9 +83,9 @@ def config_from_options(options: dict[str, OptValue], source: str | Path,
     """The condsynth config equivalent to pix2pixHD options (as :func:`read_pix2pixhd_opt`
     returns them).
 
-    Epoch-based options have no step equivalent without the dataset size: ``niter`` and
-    ``niter_decay`` set only ``train.decay_start`` (the fraction before the decay), and
-    ``niter_fix_global`` becomes 0 (an imported run has finished that stage).
+    ``niter`` and ``niter_decay`` become the epochs learning-rate schedule (and
+    ``train.decay_start``, the same fraction for the steps schedule); ``niter_fix_global``
+    becomes 0 (an imported run has finished that stage).
     """
     source = Path(source)
 
@@ -132,13 +132,17 @@ def config_from_options(options: dict[str, OptValue], source: str | Path,
         raise CheckpointError(f"{source}: resize_or_crop '{preprocess}' is not supported.")
     data = DataConfig(root=opt("dataroot", str), layout="pix2pixhd", load_size=opt("loadSize"),
                       crop_size=opt("fineSize"), preprocess=preprocess,
-                      flip=not opt("no_flip", bool))
+                      flip=not opt("no_flip", bool), shuffle=not opt("serial_batches", bool))
     niter, niter_decay = opt("niter"), opt("niter_decay")
     # Precision stays fp32: the official --fp16 (apex, CUDA only) is a training-speed choice,
     # not part of the model, and the weights it saves are float32.
     train = TrainConfig(batch_size=opt("batchSize"), lr_g=opt("lr", float),
                         lr_d=opt("lr", float), beta1=opt("beta1", float), beta2=0.999,
-                        decay_start=niter / (niter + niter_decay) if niter + niter_decay else 0.5)
+                        decay_start=niter / (niter + niter_decay) if niter + niter_decay else 0.5,
+                        lr_schedule="epochs", constant_epochs=niter, decay_epochs=niter_decay,
+                        # computed as the official code does: torch's default Adam, contiguous
+                        # activations (both differ from condsynth's faster defaults in rounding)
+                        fused_adam=False, channels_last=False)
     return Config(method="pix2pixhd", model=model, condition=label, data=data, train=train)
 
 

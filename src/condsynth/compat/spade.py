@@ -38,7 +38,9 @@ __all__ = ["import_spade", "spade_config_from_options", "parse_norm_g", "parse_n
            "align_state_dict"]
 
 _GAN_MODES = {"hinge": "hinge", "ls": "lsgan", "original": "vanilla", "w": "wgan"}
-_LAYOUTS = {"custom": "spade_custom", "cityscapes": "cityscapes", "ade20k": "ade20k",
+# The custom mode reads folders named on its command line (--label_dir, --image_dir), so any
+# folder names: detection finds the pix2pixHD and the spade_custom layouts alike.
+_LAYOUTS = {"custom": "auto", "cityscapes": "cityscapes", "ade20k": "ade20k",
             "coco": "coco_stuff"}
 _PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "fixed", "none")
 _NORMS = {"instance": "instance", "batch": "batch", "syncbatch": "sync_batch"}
@@ -133,7 +135,8 @@ def spade_config_from_options(options: Mapping[str, OptValue], source: str | Pat
     data = DataConfig(layout=_LAYOUTS.get(opt("dataset_mode", str, "custom"), "auto"),
                       load_size=opt("load_size", int, 256), crop_size=opt("crop_size", int),
                       aspect_ratio=float(opt("aspect_ratio", (int, float), 1.0)),
-                      preprocess=preprocess, flip=not opt("no_flip", bool, False))
+                      preprocess=preprocess, flip=not opt("no_flip", bool, False),
+                      shuffle=not opt("serial_batches", bool, False))
     lr = float(opt("lr", (int, float), 2e-4))
     ttur = not opt("no_TTUR", bool, False)
     niter, niter_decay = opt("niter", int, 50), opt("niter_decay", int, 0)
@@ -141,7 +144,11 @@ def spade_config_from_options(options: Mapping[str, OptValue], source: str | Pat
                         lr_g=lr / 2 if ttur else lr, lr_d=lr * 2 if ttur else lr,
                         beta1=float(opt("beta1", (int, float), 0.0 if ttur else 0.5)),
                         beta2=float(opt("beta2", (int, float), 0.9 if ttur else 0.999)),
-                        decay_start=niter / (niter + niter_decay) if niter + niter_decay else 1.0)
+                        decay_start=niter / (niter + niter_decay) if niter + niter_decay else 1.0,
+                        lr_schedule="epochs", constant_epochs=niter, decay_epochs=niter_decay,
+                        # computed as the official code does: torch's default Adam, contiguous
+                        # activations (both differ from condsynth's faster defaults in rounding)
+                        fused_adam=False, channels_last=False)
     return Config(method="spade", model=model, condition=label, data=data, train=train)
 
 
@@ -203,7 +210,7 @@ def _network_file(folder: Path, epoch: str, letter: str) -> Path:
 
 
 def import_spade(official_dir: str | Path, out_dir: str | Path, epoch: str = "latest",
-                 overwrite: bool = False) -> Path:
+                 overwrite: bool = False, vgg_weights: str | None = None) -> Path:
     """Turn an official SPADE experiment folder into a native run directory.
 
     Args:
@@ -215,6 +222,8 @@ def import_spade(official_dir: str | Path, out_dir: str | Path, epoch: str = "la
             ``discriminator.safetensors`` [, ``encoder.safetensors``]).
         epoch: which checkpoint to read (``latest``, or an epoch number as text).
         overwrite: replace the networks of an existing run directory at ``out_dir``.
+        vgg_weights: torchvision-format VGG19 file for the VGG loss when training further
+            (stored in the config; None = the torchvision cache).
     Returns:
         ``out_dir`` as a Path. The run holds a step-0 training state with fresh optimizers, so
         ``condsynth train --resume`` trains on; ``data.root`` is left empty (give ``--data``).
@@ -226,6 +235,8 @@ def import_spade(official_dir: str | Path, out_dir: str | Path, epoch: str = "la
                               "output folder, or pass overwrite=True (--overwrite).")
     options = read_spade_opt(folder)
     config = spade_config_from_options(options, folder)
+    if vgg_weights:   # absolute, so that the run works from any directory
+        config.model.vgg_weights = str(Path(vgg_weights).expanduser().resolve())
     with torch.random.fork_rng(devices=[]):   # leave the caller's random state alone
         torch.manual_seed(0)   # a network the files do not cover gets a reproducible init
         method = build_method(config)

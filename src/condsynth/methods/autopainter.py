@@ -161,8 +161,10 @@ class Autopainter(Method):
         pairs = torch.cat([torch.cat([condition, out["fake"].detach()], 1),
                            torch.cat([condition, batch["image"]], 1)], 0)
         pred_fake, pred_real = self.discriminator(pairs)[-1].chunk(2)   # (B, 1, h, w) each
-        return {"d_fake": 0.5 * d_adversarial_loss(pred_fake, False, mode),
-                "d_real": 0.5 * d_adversarial_loss(pred_real, True, mode)}
+        # The official code's D loss is the sum of the two terms (pix2pix halves it). The
+        # order is the default one, as there: D's step first, then G's, on one forward.
+        return {"d_fake": d_adversarial_loss(pred_fake, False, mode),
+                "d_real": d_adversarial_loss(pred_real, True, mode)}
 
     def generator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg: AutopainterConfig = self.config.model

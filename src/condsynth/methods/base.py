@@ -110,6 +110,16 @@ class Phase:
                 and step % self.every == 0)
 
 
+# The order of a two-player iteration: ``official`` as the method's reference code does it,
+# ``d_first`` condsynth's default phases (D, then G against the updated D).
+StepOrder = Literal["official", "d_first"]
+
+
+def generator_first() -> list[Phase]:
+    """G's step, then D's: the order of pix2pixHD's and SPADE's official iterations."""
+    return [Phase("generator", "generator"), Phase("discriminator", "discriminator")]
+
+
 @dataclass(frozen=True)
 class StepSchedule:
     """What a method asks of an iteration's data: a batch size and a resolution (None: the

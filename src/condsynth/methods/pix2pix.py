@@ -66,6 +66,10 @@ class Pix2Pix(Method):
         condition = self.condition(batch)
         return {"condition": condition, "fake": self.generator(condition)}
 
+    # The default phases are the reference code's order (pytorch-CycleGAN-and-pix2pix):
+    # one forward of G, D's step on the detached fake with its loss halved, then G's step
+    # against the updated D.
+
     def discriminator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         mode = self.config.model.gan_mode
         condition, fake = out["condition"], out["fake"].detach()

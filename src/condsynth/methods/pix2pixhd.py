@@ -48,7 +48,16 @@ from condsynth.losses import (
     feature_matching_loss,
     g_adversarial_loss,
 )
-from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference
+from condsynth.methods.base import (
+    Batch,
+    Capability,
+    Method,
+    OptimDefaults,
+    Phase,
+    StepOrder,
+    generator_first,
+    inference,
+)
 from condsynth.registry import register_method
 
 __all__ = ["Pix2PixHDConfig", "Pix2PixHD", "GlobalGenerator", "LocalEnhancer",
@@ -87,6 +96,9 @@ class Pix2PixHDConfig:
     n_clusters: int = 10              # K-means clusters per class for compute_features
     niter_fix_global: int = 0         # train only the outermost local enhancer for this many
                                       # STEPS (the official option counts epochs), then all
+    step_order: StepOrder = "official"  # official: one forward, G's step, then D's on the fake
+                                      # G made before its step; d_first: D, then G against the
+                                      # updated D (condsynth's default phases)
 
 
 # ------------------------------------------------------------------------------------ networks
@@ -420,6 +432,14 @@ class Pix2PixHD(Method):
             g_input = torch.cat([condition, out["features"]], 1)
         out["fake"] = self.generator(g_input)                         # (B, 3, H, W)
         return out
+
+    def phases(self) -> list[Phase]:
+        """The official iteration computes G's output once, steps G, then steps D on that
+        (pre-step) fake; the default ``phase_losses`` caches the output for both, so only the
+        order changes. D's weights are the same in both phases: G's phase freezes D."""
+        if self.config.model.step_order == "official":
+            return generator_first()
+        return super().phases()
 
     def _discriminate(self, discriminator: nn.Module, condition: Tensor, fake: Tensor,
                       real: Tensor) -> tuple[list[list[Tensor]], list[list[Tensor]]]:

@@ -29,7 +29,7 @@ channels-last. Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` everything 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,16 @@ from condsynth.losses import (
     g_adversarial_loss,
     kl_divergence,
 )
-from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference
+from condsynth.methods.base import (
+    Batch,
+    Capability,
+    Method,
+    OptimDefaults,
+    Phase,
+    StepOrder,
+    generator_first,
+    inference,
+)
 from condsynth.registry import register_method
 
 UpsamplingLayers = Literal["normal", "more", "most"]
@@ -81,6 +90,9 @@ class SPADEConfig:
     init_type: Literal["xavier", "normal"] = "xavier"
     init_gain: float = 0.02          # SPADE's --init_variance
     style_temperature: float = 0.0   # generate(style=...): z = mu + t * sigma * eps; 0 = mu
+    step_order: StepOrder = "official"   # official: G's step, then D's on a fresh fake of the
+                                     # updated G; d_first: D, then G against the updated D, one
+                                     # fake for both (condsynth's default phases)
 
 
 def cpu_channels_last(x: Tensor) -> Tensor:
@@ -129,6 +141,9 @@ class SPADEGenerator(nn.Module):
         self.num_upsampling = NUM_UPSAMPLINGS[num_upsampling_layers]
         self.base_grid = tuple(base_grid)
         self.z_dim = z_dim
+        # Training in the contiguous layout computes as the official code does (the float
+        # rounding of channels-last convolutions differs); inference always uses channels-last.
+        self.channels_last_training = True
         sh, sw = self.base_grid
         nf = ngf
 
@@ -161,12 +176,15 @@ class SPADEGenerator(nn.Module):
 
     def forward(self, segmap: Tensor, z: Tensor | None = None) -> Tensor:
         grid = self.grid_for(*segmap.shape[-2:])
-        segmap = cpu_channels_last(segmap)   # every later activation inherits the layout
+        channels_last = self.channels_last_training or not self.training
+        if channels_last:
+            segmap = cpu_channels_last(segmap)   # every later activation inherits the layout
         if self.z_dim is not None:
             if z is None:
                 z = torch.randn(segmap.shape[0], self.z_dim, device=segmap.device)
             x = self.fc(z).view(-1, 16 * self.ngf, *self.base_grid)   # (B, 16ngf, sh, sw)
-            x = cpu_channels_last(resize_nearest(x, grid))
+            x = resize_nearest(x, grid)
+            x = cpu_channels_last(x) if channels_last else x
         else:
             x = self.fc(resize_nearest(segmap, grid))                    # (B, 16ngf, sh, sw)
 
@@ -293,6 +311,7 @@ class GauGAN(Method):
             label_channels + 3, cfg.num_d, cfg.ndf, cfg.n_layers_d - 1, norm=cfg.norm_d,
             spectral=cfg.spectral_d, normed_conv_bias=cfg.norm_d == "none", padding=2,
             max_channels=512)
+        self.generator.channels_last_training = config.train.channels_last
         networks: list[nn.Module] = [self.generator, self.discriminator]
         if cfg.use_vae:
             self.encoder = ConvEncoder(cfg.ngf, cfg.z_dim, cfg.norm_e, cfg.spectral_e)
@@ -321,12 +340,30 @@ class GauGAN(Method):
         out["fake"] = self.generator(condition, z)                         # (B, 3, H, W)
         return out
 
+    def phases(self) -> list[Phase]:
+        if self.config.model.step_order == "official":
+            return generator_first()
+        return super().phases()
+
+    def phase_losses(self, phase: Phase, batch: Batch, cache: dict[str, Any]
+                     ) -> dict[str, Tensor]:
+        """In the official order D learns from a new fake of the generator after its step,
+        made in training mode under no_grad: the generator's spectral-norm vectors and
+        batch-norm statistics advance a second time in the iteration, as in NVlabs' trainer
+        (with the VAE the real image is encoded again and z drawn again)."""
+        if phase.name == "discriminator" and self.config.model.step_order == "official":
+            with torch.no_grad():
+                out = self.forward_generator(batch)
+            cache["discriminator_out"] = out    # for inspection: what D learned from
+            return self.discriminator_step(batch, out)
+        return super().phase_losses(phase, batch, cache)
+
     def _discriminate(self, discriminator: nn.Module, condition: Tensor, fake: Tensor,
                       real: Tensor) -> tuple[list[list[Tensor]], list[list[Tensor]]]:
         # Fake and real pairs go through D as one batch, as the official code does: one forward
         # per step (what DistributedDataParallel allows) and one spectral-norm power iteration.
         pairs = torch.cat([torch.cat([condition, fake], 1), torch.cat([condition, real], 1)], 0)
-        return split_fake_real(discriminator(cpu_channels_last(pairs)), fake.shape[0])
+        return split_fake_real(discriminator(self._layout(pairs)), fake.shape[0])
 
     def discriminator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg: SPADEConfig = self.config.model
@@ -347,10 +384,14 @@ class GauGAN(Method):
             losses["g_feat"] = cfg.lambda_feat * feature_matching_loss(pred_fake, pred_real)
         if cfg.lambda_vgg > 0:
             vgg = self.vgg_loss(fake.device)
-            losses["g_vgg"] = cfg.lambda_vgg * vgg(cpu_channels_last(fake), cpu_channels_last(real))
+            losses["g_vgg"] = cfg.lambda_vgg * vgg(self._layout(fake), self._layout(real))
         if cfg.use_vae:
             losses["g_kl"] = cfg.lambda_kld * kl_divergence(out["mu"], out["logvar"])
         return losses
+
+    def _layout(self, x: Tensor) -> Tensor:
+        """A training activation in the layout ``train.channels_last`` asks for."""
+        return cpu_channels_last(x) if self.config.train.channels_last else x
 
     def vgg_loss(self, device: torch.device) -> VGG19Loss:
         """The perceptual loss network, built from ``model.vgg_weights`` on first use."""
