@@ -58,7 +58,7 @@ def test_pix2pixhd_1024p_is_the_512p_preset_with_a_local_enhancer():
     assert hd == deep_merge(base, {
         "model": {"ngf": 32, "n_local_enhancers": 1, "num_d": 3, "niter_fix_global": 29750},
         "data": {"preprocess": "none", "load_size": 2048, "crop_size": 2048},
-        "train": {"max_steps": 297500}})
+        "train": {"max_steps": 297500, "constant_epochs": 50, "decay_epochs": 50}})
     assert base["model"]["ngf"] == 64 and base["train"]["max_steps"] == 595000
 
 
