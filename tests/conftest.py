@@ -29,6 +29,17 @@ def official_fixtures() -> Path:
     return path
 
 
+@pytest.fixture
+def official_train_fixtures() -> Path:
+    """What the official pix2pixHD/SPADE train.py did from known checkpoints; the test is
+    skipped when they are absent."""
+    path = shared_dir() / "fixtures" / "official-train"
+    if not path.is_dir():
+        pytest.skip(f"official training fixtures not found at {path} (set CONDSYNTH_SHARED to "
+                    "the folder holding fixtures/official-train)")
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads() -> None:
     torch.manual_seed(0)

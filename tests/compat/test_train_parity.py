@@ -38,7 +38,7 @@ from condsynth.train import (
     train_step,
 )
 
-pytestmark = pytest.mark.parity
+pytestmark = [pytest.mark.parity, pytest.mark.slow]
 
 CASES = ["pix2pixhd-global-train", "spade-default-train"]
 CPU = torch.device("cpu")
@@ -52,18 +52,6 @@ LOSS_NAMES = {
               "D_real": ("d_real", 1.0), "D_Fake": ("d_fake", 1.0)},
 }
 NETWORKS = {"G": "generator", "D": "discriminator"}
-
-
-@pytest.fixture
-def train_fixtures() -> Path:
-    """The official training fixtures; the test is skipped when they are absent."""
-    from tests.conftest import shared_dir
-
-    path = shared_dir() / "fixtures" / "official-train"
-    if not path.is_dir():
-        pytest.skip(f"official training fixtures not found at {path} (set CONDSYNTH_SHARED to "
-                    "the folder holding fixtures/official-train)")
-    return path
 
 
 def kind_of(case: Path) -> str:
@@ -281,8 +269,8 @@ def check_after_3(case: Path, after_3: dict[str, dict[str, torch.Tensor]], tmp_p
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_three_iterations_follow_the_official_ones(train_fixtures, tmp_path, name):
-    case = train_fixtures / name
+def test_three_iterations_follow_the_official_ones(official_train_fixtures, tmp_path, name):
+    case = official_train_fixtures / name
     run = import_official(case, initial_checkpoint(case), tmp_path / "run")
     data = write_data(case, tmp_path / "data")
     method, records = train_iterations(run, data, 3)
@@ -292,10 +280,10 @@ def test_three_iterations_follow_the_official_ones(train_fixtures, tmp_path, nam
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_discriminator_first_fails_the_checks(train_fixtures, tmp_path, name):
+def test_discriminator_first_fails_the_checks(official_train_fixtures, tmp_path, name):
     """The checks have teeth: condsynth's other order (D, then G against the updated D) is
     caught, as the README's wrong orders are."""
-    case = train_fixtures / name
+    case = official_train_fixtures / name
     run = import_official(case, initial_checkpoint(case), tmp_path / "run")
     data = write_data(case, tmp_path / "data")
     method, records = train_iterations(run, data, 3, step_order="d_first")
@@ -310,11 +298,11 @@ def test_discriminator_first_fails_the_checks(train_fixtures, tmp_path, name):
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_the_command_line_trains_like_the_official_code(train_fixtures, tmp_path, name):
+def test_the_command_line_trains_like_the_official_code(official_train_fixtures, tmp_path, name):
     """The documented commands: import, then three serial iterations with fresh optimizers."""
     from condsynth.cli import main
 
-    case = train_fixtures / name
+    case = official_train_fixtures / name
     run, data, vgg = tmp_path / "run", write_data(case, tmp_path / "data"), vgg_file(case)
     assert main(["import", kind_of(case), str(initial_checkpoint(case)), "--out", str(run),
                  "--vgg-weights", str(vgg)]) == 0
