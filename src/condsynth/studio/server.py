@@ -640,9 +640,6 @@ class StudioServer(ThreadingHTTPServer):
 
     daemon_threads = True            # a hanging request never keeps the process alive
     allow_reuse_address = True
-    # The listen backlog: connections the kernel holds until the server accepts them. The
-    # standard library's 5 overflowed when a page (or a test) opened many at once.
-    request_queue_size = MAX_CONNECTIONS
 
     def __init__(self, models: list[StudioModel], host: str = "127.0.0.1", port: int = 8000,
                  quiet: bool = True, workers: int = WORKERS, queue: int = QUEUE,
@@ -654,6 +651,9 @@ class StudioServer(ThreadingHTTPServer):
         self.work = WorkQueue(workers, queue)
         self.request_timeout = timeout
         self._connections = threading.BoundedSemaphore(max_connections)
+        # The listen backlog: connections the kernel holds until they are accepted. The
+        # standard library's 5 reset connections when more arrived at once.
+        self.request_queue_size = max_connections
         self.static = _static_files()
         self.quiet = quiet
         # Bound to loopback, requests must also name a loopback host: a web page elsewhere
