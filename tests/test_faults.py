@@ -128,9 +128,11 @@ def test_full_disk_at_every_file_of_a_checkpoint(scenes, straight, tmp_path, mon
 def test_readers_in_other_processes_and_a_second_trainer(scenes, straight, tmp_path):
     run = tmp_path / "run"
     proc = trainer(scenes, run, "--max-steps", str(STEPS))
-    reader = ("import sys, time; from condsynth.api import load\n"
+    # A reader starts reading once the trainer has made the run folder.
+    reader = ("import os, sys, time; from condsynth.api import load\n"
               "n = 0\nend = time.time() + 60\n"
               "while time.time() < end:\n"
+              "    if not os.path.isdir(sys.argv[1]):\n        time.sleep(0.01); continue\n"
               "    try:\n        load(sys.argv[1], device='cpu'); n += 1\n"
               "    except Exception as err:\n"
               "        if 'is missing' not in str(err) and 'not exist' not in str(err): raise\n"
