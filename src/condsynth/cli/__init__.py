@@ -21,7 +21,8 @@ from condsynth.errors import CondsynthError
 
 # The subcommand modules of this package, in the order ``condsynth --help`` lists them.
 COMMANDS: tuple[str, ...] = ("train", "synthesize", "data", "demo", "bench", "import_",
-                             "features", "export", "evaluate", "segmenter", "study", "studio",
+                             "features", "export", "evaluate", "segmenter", "classifier", "study",
+                             "studio",
                              "sample", "explore", "probe")
 
 

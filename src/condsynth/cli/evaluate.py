@@ -41,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-nonstandard-weights", action="store_true",
                    help="score with Inception weights other than the standard file; reports "
                    "then say the scores are not comparable with published ones")
+    p.add_argument("--classifier", metavar="RUN_OR_FILE",
+                   help="compute FID, KID and IS with this classifier instead of Inception: a "
+                   "file from `condsynth classifier train`, or a run whose method has a "
+                   "classifier; reports name it")
     p.add_argument("--segmenter", help="for miou: a folder from `condsynth segmenter train`, a "
                    "TorchScript or ONNX file, or NAME[:WEIGHTS] of a registered model")
     p.add_argument("--segmenter-input", choices=["minus1_1", "0_1", "imagenet"],
@@ -74,7 +78,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics=[m.strip().lower() for m in metrics.split(",") if m.strip()],
         inception_weights=args.inception_weights,
         allow_nonstandard_weights=args.allow_nonstandard_weights, segmenter=args.segmenter,
-        segmenter_input=args.segmenter_input, batch_size=args.batch_size, device=args.device,
+        segmenter_input=args.segmenter_input, classifier=args.classifier,
+        batch_size=args.batch_size, device=args.device,
         seed=args.seed, cache_dir=args.cache_dir, use_cache=not args.no_cache,
         kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
         is_splits=args.is_splits, grid=args.grid, progress=not args.quiet)
@@ -103,6 +108,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         for warning in results["warnings"]:
             print(f"note: {warning}")
+        if results.get("feature_network"):
+            print(f"FID / KID / IS network: {results['feature_network']['summary']}")
         rows = [r for r in metric_rows(results) if r[0] not in results["errors"]]
         width = max((len(r[0]) for r in rows), default=10)
         for name, value, _ in rows:

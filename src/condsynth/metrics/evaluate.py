@@ -30,6 +30,11 @@ from condsynth.conditions import SPATIAL_KINDS, condition_of
 from condsynth.data.io import read_image
 from condsynth.data.layouts import IMAGE_SUFFIXES
 from condsynth.errors import CondsynthError, DataError
+from condsynth.metrics.classifier import (
+    DOMAIN_CLASSIFIER_NOTE,
+    ImageClassifier,
+    load_feature_classifier,
+)
 from condsynth.metrics.fid import fid_from_features, kernel_inception_distance
 from condsynth.metrics.inception import (
     NONSTANDARD_NOTE,
@@ -68,6 +73,9 @@ class EvalOptions:
         seed: fixes KID subsets, SWD neighbourhoods and directions, and multimodal samples.
         cache_dir: feature cache root (None: ``$CONDSYNTH_CACHE`` or ``~/.cache/condsynth``).
         use_cache: read and write the feature cache.
+        classifier: the feature network of FID, KID and IS instead of Inception: a classifier
+            file or a run whose method exposes one
+            (:func:`~condsynth.metrics.classifier.load_feature_classifier`).
         kid_subsets, kid_subset_size: KID's random subsets (torch-fidelity's defaults).
         is_splits: Inception Score splits.
         grid: items in the page's sample grid.
@@ -79,6 +87,7 @@ class EvalOptions:
     allow_nonstandard_weights: bool = False
     segmenter: str | None = None
     segmenter_input: str | None = None
+    classifier: str | None = None
     batch_size: int = 8
     device: str = "auto"
     seed: int = 0
@@ -150,24 +159,29 @@ def _file_record(path: Path) -> list:
 
 @dataclass(frozen=True)
 class InceptionOutputs:
-    pool: np.ndarray      # (N, 2048) float32
-    logits: np.ndarray    # (N, 1008) float32
+    pool: np.ndarray      # (N, 2048) float32 (a classifier's: (N, F))
+    logits: np.ndarray    # (N, 1008) float32 (a classifier's: (N, K))
 
 
-def inception_outputs(paths: Sequence[Path], weights: InceptionWeights, device: torch.device,
-                      batch_size: int, cache_dir: Path | None, desc: str = "inception",
-                      progress: bool = True) -> InceptionOutputs:
+def inception_outputs(paths: Sequence[Path], weights: InceptionWeights | ImageClassifier,
+                      device: torch.device, batch_size: int, cache_dir: Path | None,
+                      desc: str = "inception", progress: bool = True) -> InceptionOutputs:
     """Pool3 features and logits of ``paths`` (images of one folder), through the chunked cache
-    in ``cache_dir / <folder hash>-<weights hash>/`` when ``cache_dir`` is given."""
+    in ``cache_dir / <folder hash>-<weights hash>/`` when ``cache_dir`` is given. With a
+    classifier in place of the Inception weights: its features and logits."""
     if not paths:
         raise DataError("no images to score")
     folder = paths[0].parent.resolve()
     store = None
+    if isinstance(weights, InceptionWeights):
+        described = f"{weights.path}\n{weights.sha256}"
+    else:
+        described = weights.name
     if cache_dir is not None:
         key = hashlib.sha1(str(folder).encode()).hexdigest()[:16]
         store = Path(cache_dir) / "features" / f"{key}-{weights.tag}"
         store.mkdir(parents=True, exist_ok=True)
-        (store / "source.txt").write_text(f"{folder}\n{weights.path}\n{weights.sha256}\n")
+        (store / "source.txt").write_text(f"{folder}\n{described}\n")
     chunks = [list(paths[i:i + CHUNK_IMAGES]) for i in range(0, len(paths), CHUNK_IMAGES)]
     pools, logits = [], []
     network = None
@@ -177,7 +191,8 @@ def inception_outputs(paths: Sequence[Path], weights: InceptionWeights, device: 
         cached = _read_chunk(store / f"chunk-{index:05d}.npz", records) if store else None
         if cached is None:
             if network is None:
-                network = load_inception(weights, device)
+                network = (load_inception(weights, device)
+                           if isinstance(weights, InceptionWeights) else weights)
             parts = []
             for batch in image_batches(chunk, batch_size):
                 parts.append(network(batch.to(device)))
@@ -220,24 +235,39 @@ def _write_chunk(path: Path, records: list, pool: np.ndarray, logits: np.ndarray
 
 def inception_metrics(real: list[Path], fake: list[Path], options: EvalOptions,
                       device: torch.device, results: dict[str, Any]) -> None:
-    """FID, KID and Inception Scores into ``results["metrics"]``; weights into results."""
+    """FID, KID and Inception Scores into ``results["metrics"]``; the network that produced
+    them into ``results["feature_network"]`` (and the Inception weights into
+    ``results["inception"]``)."""
     wanted = [m for m in options.metrics if m in INCEPTION_METRICS]
     if not wanted:
         return
-    weights = resolve_inception_weights(options.inception_weights,
-                                        options.allow_nonstandard_weights)
-    results["inception"] = {"path": str(weights.path), "sha256": weights.sha256,
-                            "standard": weights.standard,
-                            "comparable_with_papers": weights.standard}
-    if not weights.standard:
-        results["warnings"].append(NONSTANDARD_NOTE)
+    network: InceptionWeights | ImageClassifier
+    if options.classifier:
+        network = load_feature_classifier(options.classifier, device)
+        results["feature_network"] = network.describe()
+        results["warnings"].append(DOMAIN_CLASSIFIER_NOTE)
+        desc = "classifier"
+    else:
+        network = resolve_inception_weights(options.inception_weights,
+                                            options.allow_nonstandard_weights)
+        results["inception"] = {"path": str(network.path), "sha256": network.sha256,
+                                "standard": network.standard,
+                                "comparable_with_papers": network.standard}
+        kind = "standard" if network.standard else "NON-STANDARD weights"
+        results["feature_network"] = {
+            "kind": "inception_v3", "path": str(network.path), "sha256": network.sha256,
+            "summary": f"Inception v3 (the FID graph of 2015-12-05, {kind}, SHA-256 "
+                       f"{network.sha256[:12]}…)"}
+        if not network.standard:
+            results["warnings"].append(NONSTANDARD_NOTE)
+        desc = "inception"
     cache = None
     if options.use_cache:
         cache = Path(options.cache_dir) if options.cache_dir else default_cache_dir()
-    real_out = inception_outputs(real, weights, device, options.batch_size, cache,
-                                 "inception (real)", options.progress)
-    fake_out = inception_outputs(fake, weights, device, options.batch_size, cache,
-                                 "inception (generated)", options.progress)
+    real_out = inception_outputs(real, network, device, options.batch_size, cache,
+                                 f"{desc} (real)", options.progress)
+    fake_out = inception_outputs(fake, network, device, options.batch_size, cache,
+                                 f"{desc} (generated)", options.progress)
     metrics = results["metrics"]
     if "fid" in wanted:
         metrics["fid"] = fid_from_features(real_out.pool, fake_out.pool)

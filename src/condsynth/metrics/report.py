@@ -41,18 +41,25 @@ def metric_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(metric, value, what it means) rows of the table, in a fixed order."""
     m = results.get("metrics", {})
     rows: list[tuple[str, str, str]] = []
+    network = results.get("feature_network") or {}
+    # Scores of a classifier other than Inception carry its name in every row.
+    other = network.get("kind", "inception_v3") != "inception_v3"
+    tag = " (classifier)" if other else ""
+    by = f"; features of {network['summary']}" if other else ""
     if "fid" in m:
-        rows.append(("FID", _num(m["fid"], 3), "Fréchet Inception distance, lower is better"))
+        rows.append((f"FID{tag}", _num(m["fid"], 3),
+                     f"Fréchet Inception distance, lower is better{by}"))
     if "kid" in m:
-        rows.append(("KID × 10³", f"{_num(m['kid']['mean'] * 1e3, 3)} ± "
+        rows.append((f"KID × 10³{tag}", f"{_num(m['kid']['mean'] * 1e3, 3)} ± "
                      f"{_num(m['kid']['std'] * 1e3, 3)}",
                      f"kernel Inception distance over {m['kid']['subsets']} subsets of "
-                     f"{m['kid']['subset_size']}, lower is better"))
+                     f"{m['kid']['subset_size']}, lower is better{by}"))
     if "is" in m:
-        rows.append(("Inception Score (generated)", f"{_num(m['is']['fake']['mean'], 3)} ± "
-                     f"{_num(m['is']['fake']['std'], 3)}",
-                     f"{m['is']['splits']} splits, higher is better"))
-        rows.append(("Inception Score (real)", f"{_num(m['is']['real']['mean'], 3)} ± "
+        rows.append((f"Inception Score{tag} (generated)", f"{_num(m['is']['fake']['mean'], 3)}"
+                     f" ± {_num(m['is']['fake']['std'], 3)}",
+                     f"{m['is']['splits']} splits, higher is better"
+                     + (f"; p(y|x) of {network['summary']}" if other else "")))
+        rows.append((f"Inception Score{tag} (real)", f"{_num(m['is']['real']['mean'], 3)} ± "
                      f"{_num(m['is']['real']['std'], 3)}", "the same on the real images"))
     if "swd" in m:
         rows.append(("SWD × 10³ (mean)", _num(m["swd"]["mean"], 2),
@@ -126,6 +133,8 @@ def render_html(results: dict[str, Any]) -> str:
         facts += [("real", results.get("real", "")), ("generated", results.get("fake", ""))]
     images = results.get("images", {})
     facts.append(("images", f"{images.get('real', 0)} real, {images.get('fake', 0)} generated"))
+    if results.get("feature_network"):
+        facts.append(("FID / KID / IS network", results["feature_network"]["summary"]))
     inception = results.get("inception")
     if inception:
         kind = "standard" if inception["standard"] else "NON-STANDARD"
