@@ -477,12 +477,14 @@ def _prepare_from_source(config: Config) -> Config:
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          stop_at: int | None = None, init_from: str | Path | None = None,
+          stop_at: int | None = None,
+          init_from: str | Path | Callable[[Method], list[str]] | None = None,
           overwrite: bool = False) -> TrainResult:
     """Train ``config`` into ``run_dir``; with ``resume``, continue the run saved there.
 
     ``stop_at`` ends the session early at that step (checkpointed), as an interruption would.
-    ``init_from`` starts a new run from another run's weights (``Method.initialize_from``).
+    ``init_from`` starts a new run from another run's weights (``Method.initialize_from``), or
+    calls it with the method (a pipeline stage loading several stages' networks).
     ``overwrite`` starts anew in a folder holding a run (nothing of the old run is kept).
     The run is locked for the session: a second trainer of it is refused.
     """
@@ -494,7 +496,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
 
 
 def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
-           stop_at: int | None, init_from: str | Path | None) -> TrainResult:
+           stop_at: int | None,
+           init_from: str | Path | Callable[[Method], list[str]] | None) -> TrainResult:
     run_dir = Path(run_dir)
     device = resolve_train_device(config)
     info = init_distributed(device)
@@ -512,8 +515,9 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
         state = checkpoint.read_train_state(run_dir)
         checkpoint.load_method(run_dir, method)
         start_step = int(state["step"])
-    elif init_from is not None:
-        copied = method.initialize_from(Path(init_from))
+    elif init_from is not None:        # a run's folder, or a loader (a pipeline's stages)
+        copied = (init_from(method) if callable(init_from)
+                  else method.initialize_from(Path(init_from)))
         if info.main:
             print(f"initialized from {init_from}: {', '.join(copied) or 'nothing matched'}")
     ema = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from condsynth.cli.common import add_device_flag, add_quiet_flag
+from condsynth.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sample", help="draw images from a noise-driven model (PNG files, grid, index.html)",
         description="Draw N images from a model that generates from noise (DCGAN, ProGAN, ...): "
         "of one class with --class K, else cycling through the classes of a class-conditional "
-        "model. Writes sample_NNNN.png, grid.png and index.html into --out.")
+        "model. Writes sample_NNNN.png, grid.png and index.html into --out. A pipeline run "
+        "writes every stage's output side by side.")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--count", type=int, default=64, help="how many images (default 64)")
     p.add_argument("--out", required=True, help="output folder")
@@ -28,8 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from condsynth.api import load
+    from condsynth.pipeline import is_pipeline_run, sample_pipeline
     from condsynth.sampling import sample
 
+    if is_pipeline_run(args.run):             # every stage's output side by side
+        if args.cls is not None:
+            raise ConfigError("--class does not apply to a pipeline run")
+        page = sample_pipeline(args.run, args.count, args.out, args.seed, device=args.device,
+                               batch_size=args.batch_size)
+        print(f"wrote {args.count} samples: {page}")
+        return 0
     page = sample(load(args.run, device=args.device), args.count, args.out, args.cls,
                   args.seed, args.batch_size, progress=not args.quiet)
     print(f"wrote {args.count} samples: {page}")

@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "| hints | result)")
     p.add_argument("--hints-dir", help="hint images for --sketches, paired by file name; "
                    "sketches without one are coloured without hints")
+    # Pipeline runs: the chain, every stage's output side by side.
+    p.add_argument("--given", action="append", default=[], metavar="STAGE=PNG",
+                   help="pipeline runs: a picture that stands for a stage's output (edited "
+                   "normals, a sketch); the chain goes on from it (repeatable)")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="pipeline runs: an external input of the chain as numbers (repeatable)")
+    p.add_argument("--count", type=int, help="pipeline runs: how many samples (default 1)")
     add_device_flag(p)
     add_quiet_flag(p)
     p.set_defaults(func=cmd_synthesize)
@@ -45,8 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from condsynth.api import load
+    from condsynth.pipeline import is_pipeline_run
     from condsynth.synthesize import synthesize_file, synthesize_folder
 
+    if is_pipeline_run(args.run):
+        return synthesize_pipeline(args)
+    if args.given or args.input or args.count is not None:
+        raise ConfigError("--given, --input and --count apply to pipeline runs; "
+                          f"{args.run} is a single run")
     method = load(args.run, device=args.device or "auto", precision=args.precision,
                   channels_last=args.channels_last)
     if args.sketch or args.sketches:
@@ -85,4 +98,35 @@ def synthesize_sketches(method: Method, args: argparse.Namespace) -> int:
     for note in notes:
         print(f"condsynth: note: {note}", file=sys.stderr)
     print(message)
+    return 0
+
+
+def synthesize_pipeline(args: argparse.Namespace) -> int:
+    """``condsynth synthesize`` of a pipeline run: the chain from ``--given`` pictures and
+    ``--input`` vectors, every stage's output in ``--out``/index.html."""
+    import torch
+
+    from condsynth.pipeline import picture_input, read_pipeline, sample_pipeline
+
+    pipeline = read_pipeline(args.run)
+    given = {}
+    for item in args.given:
+        stage, _, path = item.partition("=")
+        if not path:
+            raise ConfigError(f"--given {item!r} is not STAGE=PNG")
+        given[stage] = picture_input(pipeline, args.run, stage, path)
+    inputs = {}
+    for item in args.input:
+        name, _, text = item.partition("=")
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise ConfigError(f"--input {item!r} is not NAME=V1,V2,... (numbers)") from None
+        inputs[name] = torch.tensor([values])
+    count = args.count or 1
+    given = {k: v.expand(count, -1, -1, -1) for k, v in given.items()}
+    inputs = {k: v.expand(count, -1) for k, v in inputs.items()}
+    page = sample_pipeline(args.run, count, args.out, args.seed or 0, inputs, given,
+                           device=args.device or "auto")
+    print(f"wrote {page}")
     return 0

@@ -45,8 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from condsynth.pipeline import is_pipeline_file, is_pipeline_run
     from condsynth.train import prepare_config, train
 
+    if ((args.config and is_pipeline_file(args.config))
+            or (args.resume and not args.config and is_pipeline_run(args.run))):
+        return train_pipeline(args)
     if not args.resume and not args.data and not args.config:
         raise ConfigError("no dataset: pass --data DIR (for example a folder made by "
                           "`condsynth data procedural --out DIR`)")
@@ -56,6 +60,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                    init_from=args.init_from, overwrite=args.overwrite)
     print(f"trained {config.method} to step {result.step} in {result.seconds:.0f} s; "
           f"samples: {run / 'index.html'}")
+    return 0
+
+
+def train_pipeline(args: argparse.Namespace) -> int:
+    """``condsynth train --config PIPELINE``: the stages in order (see condsynth.pipeline)."""
+    from condsynth.pipeline import load_pipeline, train_pipeline
+
+    for flag, value in (("--method", args.method), ("--init-from", args.init_from)):
+        if value:
+            raise ConfigError(f"{flag} does not apply to a pipeline: each stage names its own "
+                              "method and starting networks. Fix: drop it (set a stage's "
+                              "settings with STAGE.section.key=value).")
+    description = load_pipeline(args.config) if args.config else None
+    results = train_pipeline(description, args.run, flag_overrides(args) + list(args.overrides),
+                             resume=args.resume, overwrite=args.overwrite,
+                             progress=not args.quiet)
+    for r in results:
+        print(f"stage {r.name}: {r.status}, step {r.step}")
+    print(f"trained the pipeline in {args.run}; sample it with `condsynth sample {args.run} "
+          "--out DIR`")
     return 0
 
 

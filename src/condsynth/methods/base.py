@@ -328,13 +328,26 @@ class Method(nn.Module):
         stage), which distributed training must be told about."""
         return False
 
-    def initialize_from(self, run_dir: Path) -> list[str]:
+    def initialize_from(self, run_dir: Path, networks: dict[str, str] | None = None,
+                        ) -> list[str]:
         """Start from another run's weights (fine-tuning, staged training): every network of
-        the same name and shape is copied. Returns the names of what was copied."""
+        the same name and shape is copied, or with ``networks`` ({theirs: ours}) those named
+        there, renamed (a pipeline's joint stage taking two stages' generators). Returns the
+        names of what was copied."""
         from condsynth import checkpoint
 
+        own = self.networks()
+        if networks is not None:
+            for theirs, ours in networks.items():
+                if ours not in own:
+                    raise ConfigError(f"{self.name} has no network '{ours}' to load {theirs} "
+                                      f"of {run_dir} into (its networks: {', '.join(own)})")
+                if not checkpoint.has_network(run_dir, theirs):
+                    raise CheckpointError(f"{run_dir} holds no network '{theirs}'")
+                checkpoint.load_network(run_dir, theirs, own[ours])
+            return list(networks.values())
         copied = []
-        for name, net in self.networks().items():
+        for name, net in own.items():
             if checkpoint.has_network(run_dir, name):
                 checkpoint.load_network(run_dir, name, net)
                 copied.append(name)

@@ -515,12 +515,13 @@ class Pix2PixHD(Method):
     def may_leave_parameters_unused(self) -> bool:
         return self.config.model.niter_fix_global > 0
 
-    def initialize_from(self, run_dir: Path) -> list[str]:
+    def initialize_from(self, run_dir: Path, networks: dict[str, str] | None = None,
+                        ) -> list[str]:
         """A local-enhancer run starts from a global run (:func:`init_from_global`); any other
         run from one of the same architecture."""
-        if isinstance(self.networks()["generator"], LocalEnhancer):
+        if networks is None and isinstance(self.networks()["generator"], LocalEnhancer):
             return init_from_global(self, run_dir)
-        return super().initialize_from(run_dir)
+        return super().initialize_from(run_dir, networks)
 
     # ----------------------------------------------------------------------------- inference
     @inference
