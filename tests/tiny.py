@@ -21,6 +21,12 @@ TINY: dict[str, list[str]] = {
                     "condition.kind=image", "condition.image_channels=1",
                     "condition.use_instance=false"],
     "dcgan": ["model.ngf=8", "model.ndf=8", "model.z_dim=16"],
+    "s2gan_structure": ["model.ngf=4", "model.ndf=4", "model.z_dim=8"],
+    "s2gan_estimator": ["model.width=0.0625", "model.num_classes=6", "model.codebook_items=4"],
+    "s2gan_style": ["model.ngf=4", "model.ndf=4", "model.z_dim=8", "model.lambda_fcn=0",
+                    "model.estimator_width=0.0625", "model.estimator_classes=6"],
+    "s2gan_joint": ["model.ngf=4", "model.ndf=4", "model.z_dim=8", "model.structure_ngf=4",
+                    "model.structure_ndf=4", "model.structure_z_dim=8", "model.structure_size=16"],
 }
 
 

@@ -96,7 +96,7 @@ class DataConfig:
 
     root: str = ""                   # dataset folder
     layout: Literal["auto", "pix2pixhd", "spade_custom", "cityscapes", "ade20k", "coco_stuff",
-                    "aligned", "sketch", "sketch_pairs",
+                    "aligned", "sketch", "sketch_pairs", "normals",
                     # sources of the GAN toolbox (condsynth.data.sources)
                     "image_folder", "class_folders", "attributes_csv", "celeba", "unpaired",
                     "idx"] = "auto"
@@ -108,7 +108,8 @@ class DataConfig:
     flip: bool = True                # random horizontal flip in training
     shuffle: bool = True             # a new order every epoch; false = file order (serial
                                      # batches, to retrace a recorded run)
-    direction: Literal["AtoB", "BtoA"] = "AtoB"   # aligned A|B images: which side is the input
+    direction: Literal["AtoB", "BtoA"] = "AtoB"   # aligned A|B images: which side is the input;
+                                     # normals: AtoB normals → image, BtoA image → normals
     palette: str | None = None       # JSON mapping colours to class ids, for RGB label maps
     num_workers: int = ranged(0, at_least=0)  # DataLoader worker processes
     max_items: int | None = ranged(None, at_least=1)  # use only the first N pairs

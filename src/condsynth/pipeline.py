@@ -125,14 +125,35 @@ class Pipeline:
 # ----------------------------------------------------------------------------- reading
 
 
+def pipeline_presets() -> list[str]:
+    """The names of the pipeline descriptions shipped with condsynth (``presets/pipelines``)."""
+    folder = _pipeline_folder()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _pipeline_folder() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("condsynth") / "presets" / "pipelines"))
+
+
+def pipeline_path(name_or_path: str | Path) -> Path:
+    """A pipeline description: a file, or the name of one shipped with condsynth."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = _pipeline_folder() / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"pipeline '{name_or_path}' is neither a file nor a shipped pipeline "
+                      f"({', '.join(pipeline_presets()) or 'none'})")
+
+
 def is_pipeline_file(path: str | Path) -> bool:
     """Whether a ``--config`` value names a pipeline description (a YAML file with a
-    ``pipeline`` key), not a run config or preset."""
-    from condsynth.presets import preset_path
-
+    ``pipeline`` key, or a shipped pipeline's name), not a run config or preset."""
     try:
-        resolved = preset_path(path)
-        raw = load_yaml(resolved)
+        raw = load_yaml(pipeline_path(path))
     except ConfigError:
         return False
     return "pipeline" in raw
@@ -144,11 +165,9 @@ def is_pipeline_run(run_dir: str | Path) -> bool:
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
-    """Read a pipeline description (a file or a preset name); every stage's config is resolved
+    """Read a pipeline description (a file or a shipped name); every stage's config is resolved
     to a whole raw mapping (presets and ``extends`` followed, ``overrides`` applied)."""
-    from condsynth.presets import preset_path
-
-    path = preset_path(path)
+    path = pipeline_path(path)
     return parse_pipeline(load_yaml(path), base=path.parent, where=str(path))
 
 

@@ -553,6 +553,8 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
 
     dataset = open_dataset(config, phase="train", train=True, size_multiple=method.size_multiple())
     scan_headers(dataset)
+    if state is None:
+        method.prepare(dataset)               # statistics of the data (after init_from)
     batches = ResumableBatches(len(dataset),
                                lambda s: method.schedule(s).batch_size or t.batch_size,
                                t.seed, info, shuffle=config.data.shuffle)

@@ -23,6 +23,11 @@ METHODS = available_methods()
 def data_for(name: str, scenes: Path, tmp: Path) -> list[str]:
     """Overrides that point a method's tiny config at tiny data of its condition kind."""
     kind = tiny_config(name).condition.kind
+    if tiny_config(name).data.layout == "normals":   # (image, normals) pairs of 3D rooms
+        from condsynth.data.scenes3d import write_dataset
+
+        write_dataset(tmp / "rooms", 4, 32, seed=0, test_count=1, progress=False)
+        return [f"data.root={tmp / 'rooms'}"]
     if kind == "label_map":
         return [f"data.root={scenes}", "condition.num_classes=null"]
     if kind == "image":                            # sketches drawn from the scenes' photos

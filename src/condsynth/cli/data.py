@@ -20,7 +20,7 @@ XDOG_FLAGS = {
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``condsynth data procedural|check|sketches``."""
+    """Add ``condsynth data procedural|render-scenes|normals-from-depth|check|sketches``."""
     data = subparsers.add_parser("data", help="make or check datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND")
 
@@ -33,6 +33,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
     add_quiet_flag(p)
     p.set_defaults(func=cmd_data_procedural)
+
+    p = data_sub.add_parser(
+        "render-scenes", help="render procedural 3D rooms: image, surface normals and depth",
+        description="Ray-cast rooms (floor, walls, boxes, spheres, cylinders; textured, lit from "
+        "a random direction) into OUT/{train,test}_img/, _normals/ (RGB-encoded, camera frame) "
+        "and _depth/ (16-bit PNG, mm): the normals layout that S2-GAN trains on.")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--count", type=int, default=2000, help="training scenes")
+    p.add_argument("--test-count", type=int, default=None, help="test scenes (default 10%%)")
+    p.add_argument("--size", type=int, default=64, help="scene size in pixels (square)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
+    add_quiet_flag(p)
+    p.set_defaults(func=cmd_data_render_scenes)
+
+    p = data_sub.add_parser(
+        "normals-from-depth", help="turn depth maps into RGB-encoded surface-normal maps",
+        description="Compute surface normals from depth maps (16-bit PNG in any unit, or .npy) "
+        "by back-projecting pixels with the camera intrinsics and crossing the central "
+        "differences; write OUT/<name>.png in the normals layout's encoding (camera frame, x "
+        "right, y up, z to the viewer, RGB = (n + 1) / 2). Put them in <data>/train_normals/ "
+        "beside <data>/train_img/.")
+    p.add_argument("depth", metavar="DEPTH_DIR", help="folder of depth maps")
+    p.add_argument("--out", required=True, help="folder of normal maps to write")
+    p.add_argument("--intrinsics", help="fx,fy,cx,cy in pixels of the depth maps' size "
+                   "(default: NYU Depth v2's Kinect, scaled from 640x480)")
+    add_quiet_flag(p)
+    p.set_defaults(func=cmd_data_normals_from_depth)
 
     p = data_sub.add_parser("check", help="report classes, counts, sizes and every problem")
     p.add_argument("dir", help="dataset folder")
@@ -100,5 +127,32 @@ def cmd_data_sketches(args: argparse.Namespace) -> int:
     summary = write_sketch_pairs(args.images, args.out, params, random_params=args.random,
                                  size=args.size, test_count=args.test_count, seed=args.seed,
                                  progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_data_render_scenes(args: argparse.Namespace) -> int:
+    from condsynth.data.scenes3d import write_dataset
+
+    summary = write_dataset(args.out, args.count, args.size, args.seed,
+                            test_count=args.test_count, progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_data_normals_from_depth(args: argparse.Namespace) -> int:
+    from condsynth.data.normals import write_normals_from_depth
+
+    intrinsics = None
+    if args.intrinsics:
+        try:
+            intrinsics = tuple(float(v) for v in args.intrinsics.split(","))
+        except ValueError:
+            intrinsics = ()
+        if len(intrinsics) != 4 or min(intrinsics[:2]) <= 0:
+            raise ConfigError(f"--intrinsics {args.intrinsics!r} is not fx,fy,cx,cy (four "
+                              "numbers, positive focal lengths), e.g. 518.9,519.5,325.6,253.7")
+    summary = write_normals_from_depth(args.depth, args.out, intrinsics,
+                                       progress=not args.quiet)
     print(json.dumps(summary))
     return 0

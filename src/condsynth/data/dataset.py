@@ -59,7 +59,10 @@ class PairedDataset(torch.utils.data.Dataset):
     plus ``"source"``: the image's XDoG line drawing (1, H, W) when ``data.line_extraction`` asks
     for it (with ``xdog_random`` the parameters are drawn per item in training; evaluation items
     use the defaults); ``sketch_pairs`` gives ``{"source": (1, H, W) sketch, "image", "path":
-    sketch path}``. Sketches are in [-1, 1] with white paper 1 and black lines -1.
+    sketch path}``. Sketches are in [-1, 1] with white paper 1 and black lines -1. ``normals``
+    gives ``{"source": (3, H, W) normals, "image": (3, H, W) image, "path": normals path}``
+    (``data.direction`` BtoA swaps them: the image is the input, the normals the target); a
+    flipped item's normals have their x component negated.
 
     Args:
         data: where the data is and how it is preprocessed.
@@ -112,6 +115,8 @@ class PairedDataset(torch.utils.data.Dataset):
             return self._image_item(sample, rng)
         if self.layout == "sketch_pairs":
             return self._sketch_pair_item(sample, rng)
+        if self.layout == "normals":
+            return self._normals_item(sample, rng)
         return self._label_item(sample, rng)
 
     def _image_item(self, sample: Sample, rng: np.random.Generator) -> dict[str, Any]:
@@ -140,6 +145,20 @@ class PairedDataset(torch.utils.data.Dataset):
         return {"source": sketch_to_tensor(apply_image(sketch, params)),
                 "image": image_to_tensor(apply_image(image, params)),
                 "path": str(sample.sketch)}
+
+    def _normals_item(self, sample: Sample, rng: np.random.Generator) -> dict[str, Any]:
+        normals = read_image(sample.normals)
+        image = read_image(sample.image)
+        _same_size(sample.normals, normals, sample.image, image)
+        params = draw_params(image.shape[:2], self.data, self.train, rng, self.size_multiple,
+                             str(sample.normals))
+        normals_t = image_to_tensor(apply_image(normals, params))
+        if params.flip:                       # the mirror image's normals point the other way
+            normals_t[0] = -normals_t[0]
+        image_t = image_to_tensor(apply_image(image, params))
+        source, target = ((normals_t, image_t) if self.data.direction == "AtoB"
+                          else (image_t, normals_t))
+        return {"source": source, "image": target, "path": str(sample.normals)}
 
     def _label_item(self, sample: Sample, rng: np.random.Generator) -> dict[str, Any]:
         spec = self.label_config

@@ -18,6 +18,9 @@ Supported layouts (``DataConfig.layout``):
                 ``sketch_pairs``
 ``sketch_pairs`` ``{phase}_sketch/`` (line drawings) and ``{phase}_img/`` (colour images); paired by
                 stem, as ``condsynth data sketches`` writes them
+``normals``     ``{phase}_normals/`` (RGB-encoded surface normals, :mod:`condsynth.data.normals`)
+                and ``{phase}_img/``; paired by stem (``{phase}_depth/`` may lie beside them), as
+                ``condsynth data render-scenes`` and ``normals-from-depth`` write them
 ==============  ==============================================================================
 
 The sources of the GAN toolbox (:data:`SOURCE_LAYOUTS`: ``image_folder``, ``class_folders``,
@@ -49,9 +52,9 @@ __all__ = ["Sample", "Discovery", "LAYOUTS", "SOURCE_LAYOUTS", "LAYOUT_DEFAULTS"
            "list_images"]
 
 LAYOUTS = ("pix2pixhd", "spade_custom", "cityscapes", "ade20k", "coco_stuff", "aligned", "sketch",
-           "sketch_pairs")
-# Layouts whose condition is an image (A|B halves, a sketch), not a label map.
-IMAGE_CONDITION_LAYOUTS = ("aligned", "sketch", "sketch_pairs")
+           "sketch_pairs", "normals")
+# Layouts whose condition is an image (A|B halves, a sketch, normals), not a label map.
+IMAGE_CONDITION_LAYOUTS = ("aligned", "sketch", "sketch_pairs", "normals")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # Single-image sources (condsynth.data.sources), detected here but read there.
 SOURCE_LAYOUTS = ("image_folder", "class_folders", "attributes_csv", "celeba", "unpaired", "idx")
@@ -80,6 +83,7 @@ class Sample:
     instance: Path | None = None
     name: str = ""
     sketch: Path | None = None
+    normals: Path | None = None          # ``normals`` layout: the RGB-encoded normal map
 
 
 @dataclass
@@ -157,6 +161,8 @@ def resolve_layout(root: str | Path, layout: str = "auto", phase: str = "train")
         return layout
     if _has_sketch_pairs(root):
         return "sketch_pairs"
+    if _has_normals(root):
+        return "normals"
     if (root / "gtFine").is_dir() and (root / "leftImg8bit").is_dir():
         return "cityscapes"
     if _ade_base(root) is not None:
@@ -612,6 +618,32 @@ def _find_sketch_pairs(root: Path, phase: str, found: Discovery, use_instance: b
                                 sketch=sketches[n], name=n) for n in names)
 
 
+def _has_normals(root: Path) -> bool:
+    return any(p.is_dir() and (root / f"{p.name[: -len('_normals')]}_img").is_dir()
+               for p in root.glob("*_normals"))
+
+
+def _find_normals(root: Path, phase: str, found: Discovery, use_instance: bool,
+                  require_images: bool) -> None:
+    if use_instance:
+        raise DataError(f"{root}: the normals layout has no instance maps. Fix: "
+                        f"{_NO_INSTANCE}.")
+    normals_dir = _require_dir(root / f"{phase}_normals", "normals",
+                               "write them with `condsynth data render-scenes` or "
+                               "`condsynth data normals-from-depth`, or check --phase")
+    image_dir = _require_dir(root / f"{phase}_img", "image")
+    normals = _by_key(list_images(normals_dir), _stem)
+    images = _by_key(list_images(image_dir), _stem)
+    lonely = sorted(set(normals) ^ set(images))
+    if lonely:
+        found.problems.append(
+            f"{len(normals)} normal maps in {normals_dir} but {len(images)} images in "
+            f"{image_dir}, and {len(lonely)} do not pair up by name: {_unmatched(lonely)}. "
+            "Fix: add the missing files or remove the extras.")
+    found.samples.extend(Sample(image=images[n], normals=normals[n], name=n)
+                         for n in sorted(set(normals) & set(images)))
+
+
 _FINDERS: dict[str, Callable[[Path, str, Discovery, bool, bool], None]] = {
     "pix2pixhd": _find_pix2pixhd,
     "spade_custom": _find_spade_custom,
@@ -621,4 +653,5 @@ _FINDERS: dict[str, Callable[[Path, str, Discovery, bool, bool], None]] = {
     "aligned": _find_aligned,
     "sketch": _find_sketch,
     "sketch_pairs": _find_sketch_pairs,
+    "normals": _find_normals,
 }

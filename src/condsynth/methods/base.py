@@ -320,6 +320,10 @@ class Method(nn.Module):
         None. Methods whose discriminator judges images alone implement it."""
         raise NotImplementedError(f"{self.name} does not expose its discriminator on images")
 
+    def prepare(self, dataset: torch.utils.data.Dataset) -> None:  # noqa: B027  (optional hook)
+        """Called once before the first step of a new run (not on resume) with the training
+        dataset: statistics a method takes from the data (a codebook of directions)."""
+
     def on_step(self, step: int, max_steps: int) -> None:  # noqa: B027  (optional hook)
         """Called before each training step (staged training, fade-in, ...)."""
 
