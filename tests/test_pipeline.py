@@ -71,6 +71,14 @@ def pipeline_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def trained(pipeline_file, pairs, tmp_path_factory) -> Path:
+    """The toy pipeline trained once (read only by the tests that take it)."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    assert train(pipeline_file, run, pairs) == 0
+    return run
+
+
 def train(pipeline_file: Path, run: Path, data: Path, *extra: str) -> int:
     return main(["train", "--config", str(pipeline_file), "--run", str(run), "--data",
                  str(data), "--quiet", *extra])
@@ -151,14 +159,13 @@ def test_train_resume_skip_sample(pipeline_file, pairs, tmp_path, capsys):
     assert first.shape == (SIZE, SIZE, 3)
 
 
-def test_chain_matches_the_stages_run_by_hand(pipeline_file, pairs, tmp_path):
+def test_chain_matches_the_stages_run_by_hand(trained, tmp_path):
     """The chain is exactly stage 2's generate on stage 1's output; a given picture replaces a
     stage's output."""
     from condsynth.api import load
     from condsynth.pipeline import load_chain, run_chain
 
-    run = tmp_path / "run"
-    assert train(pipeline_file, run, pairs) == 0
+    run = trained
     pipeline, methods, _ = load_chain(run, device="cpu")
     torch.manual_seed(5)
     result = run_chain(pipeline, methods, 2)
@@ -190,3 +197,45 @@ def test_chain_matches_the_stages_run_by_hand(pipeline_file, pairs, tmp_path):
     page = (tmp_path / "syn" / "index.html").read_text()
     assert "draw given, not generated" in page
     assert "resized (bilinear)" in page
+
+
+def test_the_studio_shows_every_stage(trained):
+    """A pipeline run in the studio: sample mode, the last stage's picture equal to the chain's
+    for the seed, and every stage's picture in the answer."""
+    import base64
+    import http.client
+    import io
+    import threading
+
+    from condsynth.pipeline import load_chain, run_chain
+    from condsynth.studio.server import make_server
+
+    run = trained
+    server = make_server([run], host="127.0.0.1", port=0, device="cpu")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=60)
+        conn.request("GET", "/api/models")
+        (model,) = json.loads(conn.getresponse().read())["models"]
+        assert model["mode"] == "sample" and model["stages"] == ["draw", "paint"]
+        conn.request("POST", "/api/generate", json.dumps({"model": model["id"], "seed": 4}),
+                     {"Content-Type": "application/json"})
+        answer = json.loads(conn.getresponse().read())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [s["stage"] for s in answer["stages"]] == ["draw", "paint"]
+
+    def picture(url: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+    pipeline, methods, _ = load_chain(run, device="cpu")
+    torch.manual_seed(4)
+    expected = run_chain(pipeline, methods, 1).outputs
+    from condsynth.data.dataset import tensor_to_image
+
+    for stage in answer["stages"]:
+        assert np.array_equal(picture(stage["image"]),
+                              tensor_to_image(expected[stage["stage"]][0]))
+    assert np.array_equal(picture(answer["image"]), tensor_to_image(expected["paint"][0]))

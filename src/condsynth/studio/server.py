@@ -19,7 +19,8 @@ HTTP API (JSON in and out unless said otherwise; every error is ``{"error": mess
 ``GET /api/looks?model=ID``           pix2pixHD: a thumbnail per clustered look of each class
 ``POST /api/generate``                a layout, a sketch or seeds in; ``{"image": data URL
                                       of the PNG, "ms": inference time, "seed", "notes"}``
-                                      out
+                                      out (a pipeline run adds ``"stages": [{"stage",
+                                      "image"}]``, every stage's picture in chain order)
 ``POST /api/upload/KIND?model=ID``    a file as the raw request body (KIND ``label``,
 ``&name=FILE``                        ``instance``, ``style`` or ``sketch``): decoded,
                                       checked against the model, resized to its canvas
@@ -872,7 +873,10 @@ class StudioHandler(BaseHTTPRequestHandler):
         model = self.server.model(request.get("model"))
         seed = _seed(request.get("seed", 0), "seed")
         h, w = model.height, model.width
-        if model.mode == "sample":
+        stages = None
+        if isinstance(model, PipelineModel):               # every stage's picture as well
+            picture, ms, notes, stages = model.chain(seed)
+        elif model.mode == "sample":
             picture, ms, notes = model.sample(seed, *_sample_request(request, model))
         elif model.mode == "sketch":
             sketch = decode_array(request.get("sketch"), "sketch", h, w, ("uint8",))
@@ -898,8 +902,11 @@ class StudioHandler(BaseHTTPRequestHandler):
             picture, ms, notes = model.paint(
                 label, instance, style, _looks(request.get("looks"), "looks"),
                 _looks(request.get("instance_looks"), "instance_looks"), seed)
-        return {"image": data_url(png_bytes(picture)), "ms": round(ms, 2), "seed": seed,
-                "width": picture.shape[1], "height": picture.shape[0], "notes": notes}
+        answer = {"image": data_url(png_bytes(picture)), "ms": round(ms, 2), "seed": seed,
+                  "width": picture.shape[1], "height": picture.shape[0], "notes": notes}
+        if stages is not None:
+            answer["stages"] = stages
+        return answer
 
     @staticmethod
     def _style(text: Any, model: StudioModel) -> np.ndarray:
@@ -1017,6 +1024,58 @@ def _looks(raw: Any, what: str) -> dict[int, int]:
     return out
 
 
+class PipelineModel(StudioModel):
+    """A pipeline run (:mod:`condsynth.pipeline`) served in sample mode: another seed runs the
+    chain again (``torch.manual_seed(seed)``, then ``run_chain`` for one sample); the answer
+    is the last stage's picture and every stage's picture, in chain order."""
+
+    def __init__(self, model_id: str, run_dir: str | Path, device: str = "auto") -> None:
+        from condsynth.pipeline import load_chain
+
+        self.pipeline, self.methods, self.load_notes = load_chain(run_dir, device)
+        if self.pipeline.inputs:
+            raise CondsynthError(f"{run_dir}: this pipeline takes the inputs "
+                                 f"{', '.join(self.pipeline.inputs)}, which the studio cannot "
+                                 "give yet. Fix: use `condsynth synthesize --input ...`.")
+        self.id = model_id
+        self.run_dir = Path(run_dir)
+        self.method = self.methods[self.pipeline.chain[-1].stage]
+        config = self.method.config
+        self.mode = "sample"
+        self.width = valid_size(config.data.crop_size, self.method.size_multiple())
+        self.height = valid_size(round(config.data.crop_size / config.data.aspect_ratio),
+                                 self.method.size_multiple())
+        self.classes, self.things, self.latent_size = [], frozenset(), None
+        self.hints = self.style_image = False
+        self.clusters = {}
+        self.random = True
+        self.lock = threading.Lock()
+        self._thumbnails = None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "method": f"pipeline {self.pipeline.name}",
+                "stages": [step.stage for step in self.pipeline.chain]}
+
+    def chain(self, seed: int) -> tuple[np.ndarray, float, list[str], list[dict[str, str]]]:
+        """The chain for one sample: the last picture, ms, notes and every stage's picture
+        (``[{"stage", "image": data URL}]``)."""
+        from condsynth.pipeline import run_chain
+
+        outputs: dict[str, torch.Tensor] = {}
+
+        def generate() -> torch.Tensor:
+            outputs.update(run_chain(self.pipeline, self.methods, 1).outputs)
+            return outputs[self.pipeline.chain[-1].stage]
+
+        picture, ms, notes = self._run(seed, generate)
+        stages = []
+        for stage, images in outputs.items():
+            array = tensor_to_image(images[0])
+            stages.append({"stage": stage, "image": data_url(png_bytes(
+                array[..., 0] if images.shape[1] == 1 else array))})
+        return picture, ms, [*self.load_notes, *notes], stages
+
+
 # ----------------------------------------------------------------------------- building
 
 
@@ -1039,7 +1098,10 @@ def model_ids(run_dirs: list[str | Path]) -> list[str]:
 def load_models(run_dirs: list[str | Path], device: str = "auto",
                 precision: str = "fp32") -> list[StudioModel]:
     """Load every run with :func:`condsynth.api.load`, named by :func:`model_ids`."""
-    return [StudioModel(model_id, run, load(run, device=device, precision=precision))
+    from condsynth.pipeline import is_pipeline_run
+
+    return [PipelineModel(model_id, run, device) if is_pipeline_run(run)
+            else StudioModel(model_id, run, load(run, device=device, precision=precision))
             for model_id, run in zip(model_ids(run_dirs), run_dirs, strict=True)]
 
 

@@ -440,6 +440,7 @@ async function update() {
     const total = performance.now() - start;
     d.result = answer.image;
     if (state.model === m) showResult(d);
+    showStages(state.model === m ? answer.stages : undefined);
     hideError();
     if (answer.notes && answer.notes.length) showNotes(answer.notes);
     recordLatency(answer.ms, total, m);
@@ -459,6 +460,23 @@ function showResult(d) {
   const img = $("result");
   if (d.result) img.src = d.result; else img.removeAttribute("src");
   $("download-result").disabled = !d.result;
+}
+
+// A pipeline's intermediate pictures (normals, sketches), one captioned picture per stage.
+function showStages(stages) {
+  const box = $("stages");
+  box.replaceChildren();
+  $("stages-figure").hidden = !stages;
+  for (const s of stages || []) {
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.src = s.image;
+    img.alt = `output of stage ${s.stage}`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = s.stage;
+    figure.append(img, caption);
+    box.append(figure);
+  }
 }
 
 function recordLatency(modelMs, totalMs, m) {
