@@ -342,3 +342,10 @@ def test_estimator_reads_unit_normals_and_fits_its_codebook(tmp_path):
         assert float((codebook @ torch.tensor(direction)).max()) > 0.95
     read = result.method.generate(torch.rand(2, 3, 16, 16) * 2 - 1)
     assert torch.allclose(read.norm(dim=1), torch.ones(2, 16, 16), atol=1e-4)
+
+
+def test_the_normals_direction_is_checked():
+    with pytest.raises(ConfigError, match="data.direction=BtoA"):
+        build_method(tiny_config("s2gan_estimator", extra=["data.direction=AtoB"]))
+    with pytest.raises(ConfigError, match="data.direction=AtoB"):
+        build_method(tiny_config("s2gan_style", extra=["data.direction=BtoA"]))

@@ -266,6 +266,16 @@ def _check_square(config: Config, multiple: int, name: str) -> int:
 _NORMALS_DATA = {"layout": "normals", "preprocess": "fixed", "flip": False}
 
 
+def _check_direction(config: Config, wanted: str, what: str) -> None:
+    """On the normals layout, ``data.direction`` decides which of the pair the method reads
+    as what; the other one would train on the wrong pictures without any error."""
+    data = config.data
+    if data.layout == "normals" and data.direction != wanted:
+        raise ConfigError(f"{config.method} reads {what} from the normals layout, which "
+                          f"data.direction={wanted} gives; it is {data.direction}. Fix: "
+                          f"data.direction={wanted}.")
+
+
 # ----------------------------------------------------------------------------- Structure-GAN
 
 
@@ -294,6 +304,7 @@ class StructureGAN(Method):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         cfg: StructureGANConfig = config.model
+        _check_direction(config, "BtoA", "the normals as the pictures to learn")
         size = _check_square(config, 8, "s2gan_structure")
         self.generator = StructureGenerator(cfg.z_dim, size, cfg.ngf)
         self.discriminator = GANDiscriminator(3, size, cfg.ndf, second_stride=1)
@@ -386,6 +397,7 @@ class NormalEstimatorMethod(Method):
         if config.condition.image_channels != 3:
             raise ConfigError("s2gan_estimator reads RGB images: condition.image_channels "
                               "must be 3")
+        _check_direction(config, "BtoA", "images as inputs and normals as targets")
         size = _check_square(config, 4, "s2gan_estimator")
         if estimator_output_size(size) != size // 4:
             raise ConfigError(f"the estimator's layer plan gives a {estimator_output_size(size)}"
@@ -486,6 +498,7 @@ class StyleGAN(Method):
                               "must be 3")
         if cfg.lambda_fcn < 0:
             raise ConfigError(f"model.lambda_fcn is {cfg.lambda_fcn}; it must be at least 0")
+        _check_direction(config, "AtoB", "normals as inputs and images as targets")
         size = _check_square(config, 16, "s2gan_style")
         self.generator = StyleGenerator(cfg.z_dim, size, cfg.ngf)
         self.discriminator = GANDiscriminator(6, size, cfg.ndf, second_stride=2)
@@ -596,6 +609,7 @@ class JointS2GAN(Method):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         cfg: JointConfig = config.model
+        _check_direction(config, "AtoB", "normals as inputs and images as targets")
         size = _check_square(config, 16, "s2gan_joint")
         if cfg.structure_size % 8 or cfg.structure_size < 8:
             raise ConfigError(f"model.structure_size is {cfg.structure_size}; the "
