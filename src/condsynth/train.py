@@ -519,7 +519,8 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
         copied = (init_from(method) if callable(init_from)
                   else method.initialize_from(Path(init_from)))
         if info.main:
-            print(f"initialized from {init_from}: {', '.join(copied) or 'nothing matched'}")
+            source = "earlier stages" if callable(init_from) else init_from
+            print(f"initialized from {source}: {', '.join(copied) or 'nothing matched'}")
     ema = None
     if t.ema > 0:
         ema = copy.deepcopy(method.networks()["generator"]).requires_grad_(False)
