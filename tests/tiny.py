@@ -27,6 +27,10 @@ TINY: dict[str, list[str]] = {
                     "model.estimator_width=0.0625", "model.estimator_classes=6"],
     "s2gan_joint": ["model.ngf=4", "model.ndf=4", "model.z_dim=8", "model.structure_ngf=4",
                     "model.structure_ndf=4", "model.structure_z_dim=8", "model.structure_size=16"],
+    "simgan": ["model.refiner_channels=8", "model.refiner_blocks=1",
+               "model.discriminator_channels=[8,8,8,8]", "model.psi=mean",
+               "model.history_size=3", "model.pretrain_refiner_steps=1",
+               "model.pretrain_discriminator_steps=1", "condition.image_channels=1"],
 }
 
 
