@@ -20,7 +20,7 @@ XDOG_FLAGS = {
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``condsynth data procedural|render-scenes|normals-from-depth|check|sketches``."""
+    """Add ``condsynth data procedural|render-scenes|normals-from-depth|simulate|check|...``."""
     data = subparsers.add_parser("data", help="make or check datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND")
 
@@ -60,6 +60,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: NYU Depth v2's Kinect, scaled from 640x480)")
     add_quiet_flag(p)
     p.set_defaults(func=cmd_data_normals_from_depth)
+
+    p = data_sub.add_parser(
+        "simulate", help="write labelled synthetic images from a simulator (the S of SimGAN's "
+        "S+U learning)",
+        description="Render labelled synthetic images: 'garments' draws flat-shaded silhouettes "
+        "of the ten Fashion-MNIST classes from simple templates with random proportions, as "
+        "OUT/NNNNN.png + OUT/dataset.json. With --real IDX_DIR, OUT becomes an unpaired "
+        "dataset: the silhouettes in OUT/A, unlabelled real images in OUT/B (for `condsynth "
+        "train --method simgan --data OUT`).")
+    p.add_argument("simulator", choices=["garments"], help="what to render")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--count", type=int, default=10000, help="synthetic images (classes in turn)")
+    p.add_argument("--size", type=int, default=28, help="image side in pixels (square)")
+    p.add_argument("--real", metavar="IDX_DIR", help="Fashion-MNIST IDX folder: also write "
+                   "unlabelled real training images to OUT/B (and the synthetic ones to OUT/A)")
+    p.add_argument("--real-count", type=int, help="real images to write (default --count)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same files)")
+    add_quiet_flag(p)
+    p.set_defaults(func=cmd_data_simulate)
 
     p = data_sub.add_parser("check", help="report classes, counts, sizes and every problem")
     p.add_argument("dir", help="dataset folder")
@@ -103,6 +122,18 @@ def cmd_data_procedural(args: argparse.Namespace) -> int:
     summary = write_dataset(args.out, args.count, args.size, args.seed,
                             test_count=args.test_count, progress=not args.quiet)
     print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_data_simulate(args: argparse.Namespace) -> int:
+    from condsynth.data.garments import write_garments
+
+    if args.size < 8:
+        raise ConfigError(f"--size {args.size}: expected at least 8 pixels")
+    summary = write_garments(args.out, args.count, seed=args.seed, size=args.size,
+                             real=args.real, real_count=args.real_count,
+                             progress=not args.quiet)
+    print(json.dumps(summary))
     return 0
 
 
