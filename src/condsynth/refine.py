@@ -87,7 +87,7 @@ def _refine_batch(method: Method, group: list[tuple[Path, np.ndarray]], root: Pa
         if target != relative:
             renamed[relative.as_posix()] = target.as_posix()
         picture = tensor_to_image(image.cpu())
-        save_png(picture[..., 0] if image.shape[0] == 1 else picture, out / target)  # grey stays grey
+        save_png(picture[..., 0] if image.shape[0] == 1 else picture, out / target)  # grey: L
 
 
 def _copy_label_files(images: Path, out: Path, renamed: dict[str, str]) -> list[str]:

@@ -167,7 +167,12 @@ def psi_features(x: Tensor, psi: Psi, factor: int = 4, network: nn.Module | None
     if network is None:
         raise ConfigError("model.psi is network but no network was loaded. Fix: set "
                           "model.psi_network to a torch.export file.")
-    return network(x)
+    try:
+        return network(x)
+    except (AssertionError, RuntimeError) as err:    # an exported program's shape guards
+        raise ConfigError(f"model.psi_network refused images of shape {tuple(x.shape)}: "
+                          f"{err}. Fix: export it with dynamic_shapes for the batch (and the "
+                          "height and width), and for these channels.") from None
 
 
 def self_regularization(refined: Tensor, synthetic: Tensor, psi: Psi, weight: float,
