@@ -38,6 +38,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_quiet_flag(p)
     p.set_defaults(func=cmd_study_build)
 
+    p = study_sub.add_parser(
+        "turing", help="build SimGAN's visual Turing test: real or refined?",
+        description="Pair refined images (condsynth refine output) with real ones at random; "
+        "judges mark the one they think real as best. `condsynth study report` then gives the "
+        "real system's like rate: the share of correct answers (50%% = indistinguishable).")
+    p.add_argument("--out", required=True, help="study folder to write")
+    p.add_argument("--refined", required=True, help="folder of refined images (recursive)")
+    p.add_argument("--real", required=True, help="folder of real images (recursive)")
+    p.add_argument("--count", type=int, default=100, help="pairs to show (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pairing")
+    p.add_argument("--title", default="Real or refined?", help="page title")
+    p.add_argument("--overwrite", action="store_true", help="replace a study in --out "
+                   "(discards its answers)")
+    p.set_defaults(func=cmd_study_turing)
+
     p = study_sub.add_parser("serve", help="serve a study on 127.0.0.1 and save answers",
                              description="Serve the study page on 127.0.0.1; every answer is "
                              "written to results.json at once. Ctrl-C stops.")
@@ -83,6 +98,19 @@ def cmd_study_build(args: argparse.Namespace) -> int:
                            overwrite=args.overwrite)
     print(f"built a study of {len(manifest['items'])} items x {len(systems)} systems in {out}; "
           f"serve it with `condsynth study serve {out}`")
+    return 0
+
+
+def cmd_study_turing(args: argparse.Namespace) -> int:
+    from condsynth.study import build_turing_study
+
+    if args.count < 1:
+        raise ConfigError(f"--count {args.count}: expected at least 1 pair")
+    manifest = build_turing_study(args.out, args.refined, args.real, args.count, args.seed,
+                                  args.title, overwrite=args.overwrite)
+    print(f"built a real-or-refined study of {len(manifest['items'])} pairs in {args.out}; "
+          f"serve it with `condsynth study serve {args.out}`, then `condsynth study report "
+          f"{args.out}`: the real system's like rate is the share of correct answers")
     return 0
 
 

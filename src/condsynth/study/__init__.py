@@ -5,12 +5,14 @@ system's like rate and dislike rate (the paper's popularity index) summarise the
 ``build_study`` writes a self-contained folder (``index.html``, the pictures under opaque
 names, ``manifest.json``; the name key in ``key.json``); ``serve_study`` serves it on
 127.0.0.1 and stores every answer atomically in ``results.json``; ``study_report`` computes the
-rates. Opened straight from disk, the page keeps answers in the browser and offers them as a
+rates. ``build_turing_study`` builds SimGAN's real-or-refined test on the same machinery.
+Opened straight from disk, the page keeps answers in the browser and offers them as a
 JSON download that ``study_report`` also reads.
 """
 
 from condsynth.study.build import build_study
 from condsynth.study.report import study_report
 from condsynth.study.server import StudyServer, serve_study
+from condsynth.study.turing import build_turing_study
 
-__all__ = ["build_study", "serve_study", "StudyServer", "study_report"]
+__all__ = ["build_study", "build_turing_study", "serve_study", "StudyServer", "study_report"]
