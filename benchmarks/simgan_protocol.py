@@ -15,7 +15,7 @@ Two commands:
 images, then ``compare`` raw vs refined with that seed's classifier), averaged over seeds::
 
     python benchmarks/simgan_protocol.py check --data su --work runs --seeds 0 1 2 \\
-        --real /usr/share/datasets/fashion-mnist -- --preset simgan_garments
+        --real /usr/share/datasets/fashion-mnist -- --config simgan_garments
 
 Arguments after ``--`` go to ``condsynth train`` (preset, overrides).
 """
@@ -129,7 +129,7 @@ def check(data: Path, work: Path, real: str, seeds: list[int], epochs: int,
         began = time.perf_counter()
         subprocess.run([sys.executable, "-m", "condsynth", "train", "--method", "simgan",
                         "--data", str(data), "--run", str(run), "--quiet", "--overwrite",
-                        f"train.seed={seed}", *train_args], check=True)
+                        *train_args, f"train.seed={seed}"], check=True)
         trained = time.perf_counter() - began
         subprocess.run([sys.executable, "-m", "condsynth", "refine", str(run), "--images",
                         str(data / "A"), "--out", str(refined), "--quiet"], check=True)
