@@ -108,6 +108,7 @@ def spade_config_from_options(options: Mapping[str, OptValue], source: str | Pat
     use_vae = bool(opt("use_vae", bool, False))
     model = SPADEConfig(
         ngf=opt("ngf", int), ndf=opt("ndf", int, 64), num_upsampling_layers=upsampling,
+        fit_size=False,
         norm_g=norm_g, spectral_g=spectral_g, spade_kernel_size=kernel,
         num_d=opt("num_D", int, 2), n_layers_d=opt("n_layers_D", int, 4), norm_d=norm_d,
         spectral_d=spectral_d, use_vae=use_vae, z_dim=opt("z_dim", int, 256), norm_e=norm_e,

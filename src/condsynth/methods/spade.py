@@ -17,6 +17,13 @@ width are multiples of ``2**num_up`` (so a model trained on 256x512 crops also s
 training size both rules agree. With the VAE, ``fc(z)`` is laid out on the crop's grid and
 resized (nearest) to the input's grid when the two differ.
 
+Small sizes. At crops under 128 pixels (``normal``) the official grid is smaller than 4x4: 1x1
+at 32 pixels, where the first blocks read the label map at a single pixel and batch norm sees
+one value for the whole batch, and trained SPADE then paints the same picture for every label
+map. With ``model.fit_size`` (the default) the coarsest doublings are left out until the grid
+is at least 4x4 (:func:`fit_to_size`); the choice is printed and written into config.yaml as
+``model.num_upsampling``. ``model.fit_size=false`` keeps the official networks at any size.
+
 Module names inside the generator and the encoder follow NVlabs' code (``head_0``,
 ``G_middle_0``, ``up_0``, ``layer1``, ``fc_mu``, ...), so official checkpoints map one to one.
 
@@ -70,6 +77,12 @@ class SPADEConfig:
     ngf: int = ranged(64, at_least=1)  # generator width: blocks of 16, 16, 16, 8, 4, 2, 1 x ngf
     ndf: int = ranged(64, at_least=1)  # discriminator width
     num_upsampling_layers: UpsamplingLayers = "normal"   # 5, 6 or 7 doublings of the grid
+    # Doublings actually made; None = those of num_upsampling_layers, fewer where fit_size
+    # asks for it (the first, coarsest ones are left out; every block is kept).
+    num_upsampling: int | None = ranged(None, at_least=0)
+    fit_size: bool = True            # at crops that give the official generator a starting
+                                     # grid under 4x4, fewer up-samplings (see fit_to_size);
+                                     # false = the official networks at any size
     norm_g: ParamFreeNorm = "sync_batch"   # parameter-free norm inside every SPADE
     spectral_g: bool = True          # spectral norm on the residual blocks' convolutions
     spade_kernel_size: int = 3       # kernel of the SPADE convolutions (norm_G "...3x3")
@@ -104,14 +117,49 @@ def cpu_channels_last(x: Tensor) -> Tensor:
 
 def latent_grid(crop_size: int, aspect_ratio: float, num_upsampling: int) -> tuple[int, int]:
     """The official generator's starting grid (sh, sw) for a training crop."""
-    sw = crop_size // 2 ** num_upsampling
-    sh = round(sw / aspect_ratio)
+    sh, sw = _grid(crop_size, aspect_ratio, num_upsampling)
     if sw < 1 or sh < 1:
         raise ConfigError(f"crop_size {crop_size} with aspect_ratio {aspect_ratio} gives a "
                           f"{sh}x{sw} starting grid for {num_upsampling} up-samplings. Fix: use "
                           f"a crop of at least {2 ** num_upsampling} pixels, or fewer "
                           "up-sampling layers.")
     return sh, sw
+
+
+MIN_GRID = 4   # the smallest starting grid (shorter side) fit_to_size lets the generator have
+
+
+def fit_to_size(cfg: SPADEConfig, crop_size: int, aspect_ratio: float) -> list[str]:
+    """Resolve ``cfg.num_upsampling`` for a training crop, in place; what changed, for the log.
+
+    The official generator starts from ``crop_size / 2**num_up`` (see :func:`latent_grid`):
+    a 1x1 grid at a 32-pixel crop with ``normal`` up-sampling, where every label map is read
+    at one pixel and batch norm sees the same value in every sample. With ``cfg.fit_size`` and
+    an unset ``num_upsampling``, the coarsest doublings are left out until the grid's shorter
+    side is at least :data:`MIN_GRID` (3 doublings at 32 pixels, 4 at 64); from 128 pixels up
+    (``normal``) nothing changes.
+    """
+    official = NUM_UPSAMPLINGS[cfg.num_upsampling_layers]
+    changes = []
+    if cfg.num_upsampling is None:
+        chosen = official
+        if cfg.fit_size:
+            while chosen > 0 and min(_grid(crop_size, aspect_ratio, chosen)) < MIN_GRID:
+                chosen -= 1
+        if chosen != official:
+            sh, sw = _grid(crop_size, aspect_ratio, official)
+            h, w = _grid(crop_size, aspect_ratio, chosen)
+            changes.append(f"model.num_upsampling {chosen} instead of {official} "
+                           f"({cfg.num_upsampling_layers}): a {h}x{w} starting grid instead "
+                           f"of {sh}x{sw}")
+        cfg.num_upsampling = chosen
+    return changes
+
+
+def _grid(crop_size: int, aspect_ratio: float, num_upsampling: int) -> tuple[int, int]:
+    """(sh, sw) as :func:`latent_grid` computes it, without its check."""
+    sw = crop_size // 2 ** num_upsampling
+    return round(sw / aspect_ratio), sw
 
 
 class SPADEGenerator(nn.Module):
@@ -124,6 +172,9 @@ class SPADEGenerator(nn.Module):
             blocks) or ``most`` (and one more block, ``up_4``, at the end).
         base_grid: (sh, sw), the starting grid of the training crop (see :func:`latent_grid`);
             used with the VAE and for inputs that are not multiples of ``2**num_up``.
+        num_upsampling: the doublings made, at most those of ``num_upsampling_layers`` (None:
+            all of them); with fewer, the first (coarsest) are left out and the blocks before
+            the first doubling run on the starting grid. Every block is kept.
         norm, spectral, kernel_size, hidden: of the SPADE residual blocks.
         z_dim: with a value, the VAE generator: it starts from ``fc(z)`` instead of the label.
     Forward: segmap (B, L, H, W), z (B, z_dim) or None -> (B, 3, H', W') in [-1, 1], where
@@ -134,11 +185,26 @@ class SPADEGenerator(nn.Module):
                  num_upsampling_layers: UpsamplingLayers = "normal",
                  base_grid: tuple[int, int] = (8, 8), norm: ParamFreeNorm = "sync_batch",
                  spectral: bool = True, kernel_size: int = 3, hidden: int = 128,
-                 z_dim: int | None = None) -> None:
+                 z_dim: int | None = None, num_upsampling: int | None = None) -> None:
         super().__init__()
         self.ngf = ngf
         self.num_upsampling_layers = num_upsampling_layers
-        self.num_upsampling = NUM_UPSAMPLINGS[num_upsampling_layers]
+        full = NUM_UPSAMPLINGS[num_upsampling_layers]
+        if num_upsampling is None:
+            num_upsampling = full
+        if not 0 <= num_upsampling <= full:
+            raise ConfigError(f"model.num_upsampling is {num_upsampling}; "
+                              f"num_upsampling_layers {num_upsampling_layers} has {full} "
+                              f"doublings. Fix: a number from 0 to {full}, or leave it unset.")
+        self.num_upsampling = num_upsampling
+        # The blocks entered after a doubling, in order; the first ones are left out when
+        # num_upsampling is smaller than the layout's count.
+        doubled = ["G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3", "up_4"]
+        if num_upsampling_layers == "normal":
+            doubled.remove("G_middle_1")
+        if num_upsampling_layers != "most":
+            doubled.remove("up_4")
+        self.doubled_before = frozenset(doubled[full - num_upsampling:])
         self.base_grid = tuple(base_grid)
         self.z_dim = z_dim
         # Training in the contiguous layout computes as the official code does (the float
@@ -196,16 +262,14 @@ class SPADEGenerator(nn.Module):
 
         seg = resize_nearest(segmap, x.shape[-2:])
         x = self.head_0(x, seg)
-        x, seg = up(x)
-        x = self.G_middle_0(x, seg)
-        if self.num_upsampling_layers in ("more", "most"):
-            x, seg = up(x)
-        x = self.G_middle_1(x, seg)
-        blocks = [self.up_0, self.up_1, self.up_2, self.up_3]
+        blocks = [("G_middle_0", self.G_middle_0), ("G_middle_1", self.G_middle_1),
+                  ("up_0", self.up_0), ("up_1", self.up_1), ("up_2", self.up_2),
+                  ("up_3", self.up_3)]
         if self.num_upsampling_layers == "most":
-            blocks.append(self.up_4)
-        for block in blocks:
-            x, seg = up(x)
+            blocks.append(("up_4", self.up_4))
+        for name, block in blocks:
+            if name in self.doubled_before:
+                x, seg = up(x)
             x = block(x, seg)
         x = self.conv_img(F.leaky_relu(x, 0.2))
         return torch.tanh(x).contiguous()
@@ -291,7 +355,7 @@ class GauGAN(Method):
     """
 
     size_settings = ("model.num_upsampling_layers: normal, more, most need multiples of 32, "
-                     "64, 128")
+                     "64, 128; or model.num_upsampling: multiples of 2**num_upsampling")
     optim_defaults = OptimDefaults(lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9)
 
     def __init__(self, config: Config) -> None:
@@ -301,12 +365,16 @@ class GauGAN(Method):
             raise ConfigError(f"model.n_layers_d is {cfg.n_layers_d}; SPADE's discriminator "
                               "needs at least 2 (4 is the official default)")
         label_channels = config.condition.input_channels
-        num_up = NUM_UPSAMPLINGS[cfg.num_upsampling_layers]
-        base_grid = latent_grid(config.data.crop_size, config.data.aspect_ratio, num_up)
+        changes = fit_to_size(cfg, config.data.crop_size, config.data.aspect_ratio)
+        if changes:                           # written back: config.yaml holds the choice
+            print(f"spade at a {config.data.crop_size}-pixel crop: {'; '.join(changes)} "
+                  "(model.fit_size=false keeps the official networks)")
+        base_grid = latent_grid(config.data.crop_size, config.data.aspect_ratio,
+                                cfg.num_upsampling)
         self.generator = SPADEGenerator(
             label_channels, cfg.ngf, cfg.num_upsampling_layers, base_grid, cfg.norm_g,
             cfg.spectral_g, cfg.spade_kernel_size, cfg.spade_hidden,
-            z_dim=cfg.z_dim if cfg.use_vae else None)
+            z_dim=cfg.z_dim if cfg.use_vae else None, num_upsampling=cfg.num_upsampling)
         self.discriminator = MultiscaleDiscriminator(
             label_channels + 3, cfg.num_d, cfg.ndf, cfg.n_layers_d - 1, norm=cfg.norm_d,
             spectral=cfg.spectral_d, normed_conv_bias=cfg.norm_d == "none", padding=2,
@@ -326,7 +394,7 @@ class GauGAN(Method):
         object.__setattr__(self, "_vgg", None)
 
     def size_multiple(self) -> int:
-        return 2 ** NUM_UPSAMPLINGS[self.config.model.num_upsampling_layers]
+        return 2 ** self.generator.num_upsampling
 
     # ----------------------------------------------------------------------------- training
     def forward_generator(self, batch: Batch) -> dict[str, Tensor]:
