@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 from condsynth.config import FORMAT_VERSION, Config, config_yaml
 from condsynth.errors import CheckpointError
-from condsynth.registry import load_config
+from condsynth.registry import load_config, method_spec
 
 STAGING = ".staging"
 COMPLETE = "COMPLETE"
@@ -354,7 +354,8 @@ def config_in(view: Path, run_dir: Path) -> Config:
         raise CheckpointError(f"{run_dir} is not a condsynth run directory: {CONFIG} is missing. "
                               "Fix: point at a folder written by `condsynth train` or "
                               "`condsynth import`.")
-    return load_config(view / CONFIG)
+    config = load_config(view / CONFIG)
+    return method_spec(config.method).cls.saved_run_config(config)
 
 
 def load_network(run_dir: str | Path, name: str, module: nn.Module) -> int:

@@ -134,3 +134,18 @@ def test_trained_at_32_pixels_the_pictures_follow_the_layout():
     out = method.generate(label).permute(0, 2, 3, 1)                        # (16, 32, 32, 3)
     nearest = ((out[..., None, :] - COLOURS) ** 2).sum(-1).argmin(-1)         # (16, 32, 32)
     assert (nearest == label).float().mean() > 0.5
+
+
+def test_a_run_saved_before_fit_size_keeps_the_official_networks(tmp_path):
+    from condsynth.checkpoint import read_config
+    from condsynth.config import save_config
+
+    old = small_config()                       # as an older condsynth wrote it: no choice made
+    assert old.model.num_upsampling is None
+    save_config(old, tmp_path / "config.yaml")
+    config = read_config(tmp_path)
+    assert config.model.fit_size is False
+    assert build_method(config).generator.num_upsampling == 5          # the official 1x1 grid
+    new = build_method(small_config()).config                          # a run trained now
+    save_config(new, tmp_path / "config.yaml")
+    assert build_method(read_config(tmp_path)).generator.num_upsampling == 3

@@ -199,6 +199,13 @@ class Method(nn.Module):
                               f"Fix: set condition.kind to one of those, or choose a method "
                               f"made for {kind} conditions.")
 
+    @classmethod
+    def saved_run_config(cls, config: Config) -> Config:
+        """The configuration of a saved run as this version must read it: a setting added
+        after the run was written takes the value that reproduces the run's networks (the
+        default for new runs may differ). Called on every run directory's config.yaml."""
+        return config
+
     # ----------------------------------------------------------------------------- inputs
     def condition(self, batch: Batch) -> Tensor | None:
         """The generator's input for a batch: the condition of ``condition.kind``, encoded."""

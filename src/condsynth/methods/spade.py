@@ -358,6 +358,14 @@ class GauGAN(Method):
                      "64, 128; or model.num_upsampling: multiples of 2**num_upsampling")
     optim_defaults = OptimDefaults(lr_g=1e-4, lr_d=4e-4, beta1=0.0, beta2=0.9)
 
+    @classmethod
+    def saved_run_config(cls, config: Config) -> Config:
+        """Every run trained since ``model.fit_size`` exists records ``model.num_upsampling``;
+        a run without it was trained with the official networks, which it keeps."""
+        if config.model.num_upsampling is None:
+            config.model.fit_size = False
+        return config
+
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         cfg: SPADEConfig = config.model
