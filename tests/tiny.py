@@ -31,6 +31,10 @@ TINY: dict[str, list[str]] = {
                "model.discriminator_channels=[8,8,8,8]", "model.psi=mean",
                "model.history_size=3", "model.pretrain_refiner_steps=1",
                "model.pretrain_discriminator_steps=1", "condition.image_channels=1"],
+    # Grows 4x4 -> 8x8 within the generic tests' four steps (a fade-in at step 2).
+    "progan": ["model.fmap_base=32", "model.fmap_max=8", "model.latent_size=8",
+               "model.stabilize_images=2", "model.fade_images=4", "model.minibatch_repeats=1",
+               "model.progress_images=4"],
 }
 
 

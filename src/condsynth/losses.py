@@ -1,4 +1,5 @@
-"""Losses as plain functions: adversarial (vanilla, LSGAN, hinge, WGAN), feature matching,
+"""Losses as plain functions: adversarial (vanilla, LSGAN, hinge, WGAN), the WGAN-GP gradient
+penalty and ProGAN's drift term, feature matching,
 VGG19 perceptual, VGG16 feature (Auto-painter), L1, total variation and KL divergence.
 
 Discriminator outputs come in three shapes, all accepted: a tensor (one patch map), a list of
@@ -11,7 +12,7 @@ pass its last entry, or wrap it in a list.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -106,6 +107,32 @@ def isotropic_total_variation(x: Tensor) -> Tensor:
     # Where the image is flat the root has no derivative; take 0 there, not NaN.
     flat = squared == 0
     return torch.where(flat, 0.0, torch.where(flat, 1.0, squared).sqrt()).mean()
+
+
+# --------------------------------------------------------------------------------- WGAN-GP
+
+
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
+                     target: float = 1.0, norm_scale: float = 1.0) -> Tensor:
+    """The WGAN-GP penalty (Gulrajani et al., 2017) with a target norm as ProGAN's code writes
+    it: per sample, ``(||grad D(x_mix)|| * norm_scale - target)^2 / target^2`` at
+    ``x_mix = real + (fake - real) * u``, u ~ U(0, 1) per sample; the batch mean. Weight it by
+    lambda. ``norm_scale`` rescales the norm when D sees images at another size than the one
+    the norm is meant at (ProGAN's lower levels). The mix, the gradient and the norm are float32
+    whatever autocast computes inside ``critic``; the graph is kept (``create_graph``) so that
+    the penalty trains D. real, fake: (B, C, H, W); returns a scalar."""
+    u = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    mixed = torch.lerp(real.detach().float(), fake.detach().float(), u).requires_grad_(True)
+    scores = critic(mixed).float()
+    (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+    norms = grad.float().flatten(1).square().sum(dim=1).sqrt() * norm_scale     # (B,)
+    return ((norms - target).square() / target ** 2).mean()
+
+
+def drift_penalty(real_scores: Tensor) -> Tensor:
+    """ProGAN's drift term E[D(x)^2] over real images (weight it by epsilon, 0.001): it keeps
+    the critic's outputs near zero."""
+    return real_scores.float().square().mean()
 
 
 # --------------------------------------------------------------------------------- VGG19

@@ -359,9 +359,11 @@ def make_sample_set(config: Config, method: Method) -> SampleSet:
 
 
 def write_samples(run_dir: Path, method: Method, samples: SampleSet, step: int,
-                  config: Config, final: bool = False) -> dict[str, np.ndarray]:
+                  config: Config, final: bool = False,
+                  notes: list[str] = ()) -> dict[str, np.ndarray]:
     """Generate the sample rows and refresh ``index.html``: condition | generated | real
-    (noise-driven models draw the same z at every refresh: the seed is fixed)."""
+    (noise-driven models draw the same z at every refresh: the seed is fixed); ``notes`` are
+    more lines for the page (:meth:`Method.progress_notes`)."""
     out_dir = run_dir / "samples"
     batch = samples.batch
     spec = config.condition
@@ -397,7 +399,8 @@ def write_samples(run_dir: Path, method: Method, samples: SampleSet, step: int,
         rows.append([samples.names[i], cell, f"samples/generated_{i}.png",
                      f"samples/real_{i}.png"])
     notes = [f"{config.method} at step {step} of {config.train.max_steps}"
-             + (" (training finished)" if final else " (page refreshes while training)")]
+             + (" (training finished)" if final else " (page refreshes while training)"),
+             *notes]
     write_table_page(run_dir / "index.html", f"condsynth run: {run_dir.name}",
                      ["item", "condition", "generated", "real"], rows, notes,
                      refresh_seconds=None if final else 30)
@@ -592,13 +595,17 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
         for epoch, batch in iterate(dataset, batches, start_step, config):
             if step >= end_step:
                 break
+            plan = method.schedule(step)
             factor = (epoch_lr_factor(epoch, t.constant_epochs, t.decay_epochs)
                       if t.lr_schedule == "epochs" else lr_factor(step, t.max_steps, t.decay_start))
+            factor *= plan.lr_scale
             for name, opt in optimizers.items():
+                if plan.reset_optimizers:
+                    opt.state.clear()
                 for group in opt.param_groups:
                     group["lr"] = specs[name].lr * factor
             method.on_step(step, t.max_steps)
-            batch = at_resolution(to_device(batch, device), method.schedule(step).resolution)
+            batch = at_resolution(to_device(batch, device), plan.resolution)
             losses = train_step(method, batch, optimizers, step, t.precision, device, scaler)
             if ema is not None:
                 update_ema(ema, method.networks()["generator"], t.ema)
@@ -617,7 +624,8 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
                     first_lr = next(iter(specs.values())).lr
                     log_scalars(log_path, writer, step, last, first_lr * factor)
                 if step % t.sample_every == 0 and samples is not None:
-                    pictures = write_samples(run_dir, method, samples, step, config)
+                    pictures = write_samples(run_dir, method, samples, step, config,
+                                             notes=method.progress_notes(dataset, run_dir, step))
                     log_images(writer, step, pictures)
             if step % t.checkpoint_every == 0 and step != end_step:
                 save(step)
@@ -635,7 +643,8 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
     save(step, final=True)
     if info.main and samples is not None:
         pictures = write_samples(run_dir, method, samples, step, config,
-                                 final=step >= t.max_steps)
+                                 final=step >= t.max_steps,
+                                 notes=method.progress_notes(dataset, run_dir, step))
         log_images(writer, step, pictures)
     if writer is not None:
         writer.close()

@@ -122,11 +122,15 @@ def generator_first() -> list[Phase]:
 
 @dataclass(frozen=True)
 class StepSchedule:
-    """What a method asks of an iteration's data: a batch size and a resolution (None: the
-    configured batch size, the full size). Progressive growing changes both."""
+    """What a method asks of an iteration: a batch size and a resolution (None: the configured
+    batch size, the full size), a factor on every optimizer's learning rate, and whether the
+    optimizers' state (Adam's moments) starts afresh before this iteration. Progressive growing
+    changes all four."""
 
     batch_size: int | None = None
     resolution: int | None = None
+    lr_scale: float = 1.0
+    reset_optimizers: bool = False
 
 
 def inference(generate: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -333,6 +337,12 @@ class Method(nn.Module):
 
     def on_step(self, step: int, max_steps: int) -> None:  # noqa: B027  (optional hook)
         """Called before each training step (staged training, fade-in, ...)."""
+
+    def progress_notes(self, dataset: Any, run_dir: Path, step: int) -> list[str]:
+        """Lines for the run's page at a samples refresh (measurements of the training so far,
+        e.g. ProGAN's SWD as the resolution grows); ``dataset`` is the training set. Must leave
+        the model and every RNG as they were. Default: none."""
+        return []
 
     def may_leave_parameters_unused(self) -> bool:
         """Whether some trainable parameters can get no gradient in a step (e.g. a frozen
