@@ -10,8 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condsynth.layers.progan import (EqualConv2d, EqualLinear, MinibatchStdDev, PixelNorm,
-                                     downscale2d, fade, upscale2d)
+from condsynth.layers.progan import (
+    EqualConv2d,
+    EqualLinear,
+    MinibatchStdDev,
+    PixelNorm,
+    downscale2d,
+    fade,
+    upscale2d,
+)
 from condsynth.losses import drift_penalty, gradient_penalty
 
 

@@ -231,6 +231,11 @@ class ProGAN(Method):
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"model.{name} is {value}; it must be at least 1")
+        smallest = feature_maps(cfg)(int(math.log2(size)) - 1)
+        if smallest < 1:
+            raise ConfigError(f"model.fmap_base {cfg.fmap_base} leaves the {size}x{size} level "
+                              f"with {smallest} feature maps. Fix: model.fmap_base of at least "
+                              f"{math.ceil(2 ** ((math.log2(size) - 1) * cfg.fmap_decay))}.")
         if cfg.stabilize_images < 0 or cfg.fade_images < 0:
             raise ConfigError("model.stabilize_images and model.fade_images count images: "
                               "they must be 0 or more")
