@@ -221,6 +221,14 @@ def test_the_page_shows_swd_and_ms_ssim_as_the_resolution_grows(tmp_path):
         assert 0 <= r["ms_ssim"] <= 1 and 0 <= r["ms_ssim_real"] <= 1
     page = (run / "index.html").read_text()
     assert "SWD" in page and "MS-SSIM" in page and "16x16 (lod 0.00)" in page
+    # The trained run samples through the command line at the image size.
+    from PIL import Image
+
+    from condsynth.cli import main
+
+    assert main(["sample", str(run), "--count", "3", "--out", str(tmp_path / "samples")]) == 0
+    with Image.open(tmp_path / "samples" / "sample_0002.png") as picture:
+        assert picture.size == (16, 16)
 
 
 def test_presets_hold_the_official_settings():
