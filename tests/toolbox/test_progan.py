@@ -202,6 +202,12 @@ def test_resume_in_the_middle_of_a_fade_in_equals_the_straight_run(tmp_path):
     for key in full:
         assert torch.equal(full[key], split[key]), key
     assert full["method_state.lod"].item() == 0.0                 # grown to 16x16
+    # The learning rate of 8x8 (model.learning_rates) while G and D work at 8x8.
+    logged = [json.loads(line) for line in (tmp_path / "full" / "losses.jsonl").open()]
+    assert len(logged) == 22
+    for entry in logged:
+        at_8 = method.growth(entry["step"] - 1).resolution == 8
+        assert entry["lr_g"] == pytest.approx(0.002 if at_8 else 0.001)
 
 
 @pytest.mark.slow

@@ -353,9 +353,6 @@ class ProGAN(Method):
         return True                                 # the levels not grown yet
 
     # ----------------------------------------------------------------------------- training
-    def phases(self) -> list[Phase]:
-        return [Phase("discriminator", "discriminator"), Phase("generator", "generator")]
-
     def _latents(self, count: int) -> Tensor:
         return torch.randn(count, self.latent_size(), device=self.device)
 
