@@ -8,9 +8,12 @@ a checkpoint there), so a busy machine slows both alike. Then each run's smoothe
 draws ``--images`` samples, scored against as many Fashion-MNIST test images by SWD (ProGAN's
 protocol, ``condsynth.metrics.swd``: per pyramid level x1e3, 32x32 and 16x16) and the mean
 MS-SSIM of sample pairs; the SWD of training images against the test images is the floor.
+With ``--classifier`` (a domain classifier from ``condsynth classifier train``), also the FID
+in that classifier's feature space.
 
     OMP_NUM_THREADS=1 python benchmarks/progan_growing.py \
-        --data /usr/share/datasets/fashion-mnist --out progan-growing --cpu-seconds 240
+        --data /usr/share/datasets/fashion-mnist --out progan-growing --cpu-seconds 240 \
+        --classifier fmnist32.safetensors
 """
 
 from __future__ import annotations
@@ -95,23 +98,51 @@ def evaluate(args: argparse.Namespace) -> dict:
             sets.append(descriptors)
         return swd_between(*sets).to_dict()
 
+    fid = None
+    if args.classifier is not None:
+        from condsynth.metrics.classifier import load_classifier
+        from condsynth.metrics.fid import fid_from_features
+
+        classifier = load_classifier(args.classifier)
+
+        def features(images: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return torch.cat([classifier.features(images[i:i + 256])
+                                  for i in range(0, len(images), 256)]).numpy()
+
+        real_features = features(reals)
+
+        def fid(images: torch.Tensor) -> float:
+            return fid_from_features(real_features, features(images))
+
     results = {"images": n, "train_vs_test": swd(others),
                "ms_ssim_test_pairs": float(ms_ssim(reals[: n // 2], reals[n // 2:]).mean())}
+    if fid is not None:
+        results["fid_train_vs_test"] = fid(others)
+    from condsynth.data.dataset import tensor_to_image
+    from condsynth.pages import save_png
+
     for arm in ARMS:
         run = args.out / arm
         method = load(run, device="cpu")
-        torch.manual_seed(0)
-        fakes = torch.cat([method.generate(batch_size=256) for _ in range(0, n, 256)])[:n]
-        from condsynth.data.dataset import tensor_to_image
-        from condsynth.pages import save_png
-
-        grid = torch.cat([torch.cat(list(fakes[r * 16:(r + 1) * 16]), dim=2)
-                          for r in range(8)], dim=1)
-        save_png(tensor_to_image(grid), args.out / f"{arm}_samples.png")
         budget = json.loads((run / "budget.json").read_text())
         results[arm] = {**budget, "images_shown": method.images_shown(budget["steps"]),
-                        "resolution": method.resolution, "swd": swd(fakes),
-                        "ms_ssim_pairs": float(ms_ssim(fakes[: n // 2], fakes[n // 2:]).mean())}
+                        "resolution": method.resolution}
+        # The smoothed generator (what generate draws from), then G's own weights: a decay of
+        # 0.999 averages over about as many iterations as these short runs last.
+        for which in ("smoothed", "raw"):
+            if which == "raw":
+                method.generator_smoothed.load_state_dict(method.generator.state_dict())
+            torch.manual_seed(0)
+            fakes = torch.cat([method.generate(batch_size=256) for _ in range(0, n, 256)])[:n]
+            grid = torch.cat([torch.cat(list(fakes[r * 16:(r + 1) * 16]), dim=2)
+                              for r in range(8)], dim=1)
+            save_png(tensor_to_image(grid), args.out / f"{arm}_{which}_samples.png")
+            scores = {"swd": swd(fakes),
+                      "ms_ssim_pairs": float(ms_ssim(fakes[: n // 2], fakes[n // 2:]).mean())}
+            if fid is not None:
+                scores["fid"] = fid(fakes)
+            results[arm][which] = scores
     return results
 
 
@@ -123,6 +154,7 @@ def main() -> None:
     parser.add_argument("--level-images", type=int, default=3200,
                         help="images stabilising and fading in per level")
     parser.add_argument("--images", type=int, default=2048, help="samples scored per arm")
+    parser.add_argument("--classifier", type=Path, help="domain classifier for FID")
     parser.add_argument("--arm", choices=sorted(ARMS), help=argparse.SUPPRESS)
     parser.add_argument("--evaluate-only", action="store_true")
     args = parser.parse_args()
