@@ -19,10 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from condsynth.errors import CondsynthError
+from condsynth.layers import pyramid
+from condsynth.layers.pyramid import pyr_down, pyr_up  # noqa: F401  (the SWD filters)
 
 NEIGHBOURHOOD = 7             # descriptor side
 PER_IMAGE = 128               # descriptors per image per level
@@ -30,31 +31,6 @@ DIRECTION_REPEATS = 4         # ProGAN draws its 512 directions as 4 x 128
 DIRECTIONS_PER_REPEAT = 128
 MIN_RESOLUTION = 16
 SCALE = 1e3                   # ProGAN reports SWD x 1e3
-
-# The binomial 5-tap filter of cv2.pyrDown / pyrUp (the reference's Gaussian), separable.
-_TAPS = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-
-
-def _blur(x: Tensor, gain: float = 1.0) -> Tensor:
-    """5x5 binomial filter with mirrored borders (scipy's ``mirror`` = torch's ``reflect``)."""
-    channels = x.shape[1]
-    taps = (_TAPS * gain).to(x)
-    x = F.pad(x, (2, 2, 2, 2), mode="reflect")
-    x = F.conv2d(x, taps.view(1, 1, 1, 5).expand(channels, 1, 1, 5), groups=channels)
-    return F.conv2d(x, taps.view(1, 1, 5, 1).expand(channels, 1, 5, 1), groups=channels)
-
-
-def pyr_down(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)): blur, keep every other pixel."""
-    return _blur(x)[:, :, ::2, ::2]
-
-
-def pyr_up(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """(B, C, h, w) -> (B, C, *size): zeros between the pixels, blur with gain 4 (per axis 2)."""
-    b, c, h, w = x.shape
-    up = x.new_zeros(b, c, 2 * h, 2 * w)
-    up[:, :, ::2, ::2] = x
-    return _blur(up, 2.0)[:, :, : size[0], : size[1]]
 
 
 def pyramid_resolutions(height: int, width: int) -> list[tuple[int, int]]:
@@ -67,13 +43,10 @@ def pyramid_resolutions(height: int, width: int) -> list[tuple[int, int]]:
 
 
 def laplacian_pyramid(images: Tensor, num_levels: int) -> list[Tensor]:
-    """Band-pass levels of (B, C, H, W) float images, finest first; the last is the low-pass."""
-    levels = [images]
-    for _ in range(1, num_levels):
-        smaller = pyr_down(levels[-1])
-        levels[-1] = levels[-1] - pyr_up(smaller, levels[-1].shape[-2:])
-        levels.append(smaller)
-    return levels
+    """Band-pass levels of (B, C, H, W) float images, finest first; the last is the low-pass
+    (the binomial pyramid of :mod:`condsynth.layers.pyramid`, ``num_levels`` levels)."""
+    sizes = pyramid.halving_sizes(*images.shape[-2:], num_levels)
+    return pyramid.laplacian_pyramid(images, sizes, "binomial")
 
 
 def neighbourhoods(level: Tensor, first_index: int, seed: int, level_index: int) -> Tensor:
