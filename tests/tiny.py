@@ -35,6 +35,8 @@ TINY: dict[str, list[str]] = {
     "progan": ["model.fmap_base=32", "model.fmap_max=8", "model.latent_size=8",
                "model.stabilize_images=2", "model.fade_images=4", "model.minibatch_repeats=1",
                "model.progress_images=4"],
+    "lapgan": ["model.z_dim=8", "model.coarse_hidden_g=16", "model.coarse_hidden_d=16",
+               "model.hidden_g=8", "model.hidden_d=8"],
 }
 
 

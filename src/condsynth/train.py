@@ -604,6 +604,7 @@ def _train(config: Config, run_dir: str | Path, resume: bool, progress: bool,
                     opt.state.clear()
                 for group in opt.param_groups:
                     group["lr"] = specs[name].lr * factor
+                    group.update(method.epoch_settings(name, specs[name], epoch, group["lr"]))
             method.on_step(step, t.max_steps)
             batch = at_resolution(to_device(batch, device), plan.resolution)
             losses = train_step(method, batch, optimizers, step, t.precision, device, scaler)

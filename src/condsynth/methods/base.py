@@ -291,6 +291,14 @@ class Method(nn.Module):
         return {"generator": OptimizerSpec(lr=d.lr_g, betas=betas),
                 "discriminator": OptimizerSpec(lr=d.lr_d, betas=betas)}
 
+    def epoch_settings(self, name: str, spec: OptimizerSpec, epoch: int,
+                       lr: float) -> dict[str, float]:
+        """Settings of optimizer ``name`` (resolved as ``spec``) for iterations of ``epoch``
+        (from 0) that replace its parameter groups' ones, given the ``lr`` the trainer's
+        schedule sets: a per-epoch momentum or learning-rate rule of the method's official
+        code (LAPGAN's SGD). None by default."""
+        return {}
+
     def phases(self) -> list[Phase]:
         """The steps of one training iteration, in order: by default D, then G against the
         updated D, each once."""
