@@ -112,6 +112,67 @@ def sample(method: Method, count: int, out: str | Path, cls: int | None = None, 
     return out / "index.html"
 
 
+def check_cascade(method: Method) -> None:
+    """Raise unless ``method`` is a Laplacian-pyramid model, whose levels can be shown."""
+    from condsynth.methods.lapgan import LAPGAN
+
+    if not isinstance(method, LAPGAN):
+        raise ConfigError(f"--levels shows the levels of a Laplacian-pyramid model (lapgan); "
+                          f"this is a {method.config.method} model. Fix: leave out --levels.")
+
+
+def sample_levels(method: Method, count: int, out: str | Path, cls: int | None = None,
+                  seed: int = 0, batch_size: int = 64, band_gain: float = 4.0) -> Path:
+    """Write ``levels.html`` into ``out``: how a Laplacian-pyramid model (LAPGAN) builds each of
+    the ``count`` samples that :func:`sample` draws for the same seed: the coarsest level's
+    image, then per finer level the image upsampled from the level below, the band-pass image
+    its generator adds (times ``band_gain``, mid-grey = 0) and their sum; every picture at the
+    final size (nearest-neighbour) so the columns line up. Returns the page."""
+    check_cascade(method)
+    if count < 1:
+        raise ConfigError(f"--count {count}: give at least 1")
+    out = Path(out)
+    torch.manual_seed(seed)                       # the draws of sample(): same batches
+    classes = class_ids(method, count, cls)
+    levels: list[list[Tensor]] = []
+    for start in range(0, count, batch_size):
+        n = min(batch_size, count - start)
+        cond = None if classes is None else classes[start:start + n]
+        levels.append([image.float().cpu() for image in method.cascade(cond, batch_size=n)])
+    images = [torch.cat(parts) for parts in zip(*levels, strict=True)]   # per level, coarsest
+    size = images[-1].shape[-2:]
+
+    def picture(t: Tensor, name: str) -> str:
+        full = torch.nn.functional.interpolate(t[None], size=size, mode="nearest")[0]
+        save_png(tensor_to_image(full), out / "levels" / name)
+        return f"levels/{name}"
+
+    sizes = method.sizes
+    headers = ["#", "class", f"level {sizes[0]}x{sizes[0]}"]
+    for s in sizes[1:]:
+        headers += [f"upsampled to {s}x{s}", f"band {s}x{s} (x{band_gain:g})", f"= {s}x{s}"]
+    names = method.config.condition.class_names
+    rows = []
+    for i in range(count):
+        row = [str(i), "" if classes is None else _class_name(int(classes[i]), names),
+               picture(images[0][i], f"{i:04d}_{sizes[0]}.png")]
+        for k, s in enumerate(sizes[1:], start=1):
+            low = method.upsample(images[k - 1][i:i + 1], s)[0]
+            band = images[k][i] - low
+            row += [picture(low, f"{i:04d}_{s}_up.png"),
+                    picture(band * band_gain, f"{i:04d}_{s}_band.png"),
+                    picture(images[k][i], f"{i:04d}_{s}.png")]
+        rows.append(row)
+    notes = [f"{count} samples of {method.config.method}, seed {seed}: the same as "
+             "`condsynth sample` draws for this seed (index.html)",
+             f"each row: the coarsest GAN's image, then per level the image upsampled from "
+             f"the level below, the band its generator adds (x{band_gain:g}; grey is 0) and "
+             "their sum; the last sum (clamped to [-1, 1]) is the sample"]
+    write_table_page(out / "levels.html", "condsynth cascade levels", headers, rows, notes,
+                     image_scale=2)
+    return out / "levels.html"
+
+
 def _class_name(cls: int, names: list[str]) -> str:
     return names[cls] if cls < len(names) else f"class {cls}"
 

@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="class id for class-conditional models")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward (default 64)")
+    p.add_argument("--levels", action="store_true",
+                   help="also write levels.html: each sample's cascade level by level (the "
+                   "coarse image, each band added), for Laplacian-pyramid models (lapgan)")
     add_device_flag(p, default="auto", help="where the model runs (default: CUDA when available)")
     add_quiet_flag(p)
     p.set_defaults(func=cmd_sample)
@@ -31,16 +34,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     from condsynth.api import load
     from condsynth.pipeline import is_pipeline_run, sample_pipeline
-    from condsynth.sampling import sample
+    from condsynth.sampling import check_cascade, sample, sample_levels
 
     if is_pipeline_run(args.run):             # every stage's output side by side
         if args.cls is not None:
             raise ConfigError("--class does not apply to a pipeline run")
+        if args.levels:
+            raise ConfigError("--levels does not apply to a pipeline run (its page shows "
+                              "every stage already). Fix: leave out --levels.")
         page = sample_pipeline(args.run, args.count, args.out, args.seed, device=args.device,
                                batch_size=args.batch_size)
         print(f"wrote {args.count} samples: {page}")
         return 0
-    page = sample(load(args.run, device=args.device), args.count, args.out, args.cls,
-                  args.seed, args.batch_size, progress=not args.quiet)
+    method = load(args.run, device=args.device)
+    if args.levels:
+        check_cascade(method)                    # before any file is written
+    page = sample(method, args.count, args.out, args.cls, args.seed, args.batch_size,
+                  progress=not args.quiet)
     print(f"wrote {args.count} samples: {page}")
+    if args.levels:
+        levels = sample_levels(method, args.count, args.out, args.cls, args.seed,
+                               args.batch_size)
+        print(f"wrote their cascade levels: {levels}")
     return 0

@@ -427,6 +427,10 @@ class LAPGAN(Method):
             raise ConfigError(f"{classes.shape[0]} classes for {count} codes")
         return z.to(self.device), classes
 
+    def upsample(self, image: Tensor, size: int) -> Tensor:
+        """u(.) of this model's pyramid: (B, C, s, s) → (B, C, size, size)."""
+        return upsample(image, (size, size), self.config.model.resample)
+
     def cascade(self, cond: Tensor | None = None, *, batch_size: int | None = None,
                 z: Tensor | None = None) -> list[Tensor]:
         """Every level's image Ĩ_0, ..., Ĩ_K of the cascade (coarsest first, unclamped), from

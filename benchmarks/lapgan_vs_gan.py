@@ -1,0 +1,143 @@
+"""LAPGAN against a single-scale GAN of similar size, under one wall-clock budget.
+
+Both trainings run at the same time on the same machine (one thread each, ``nice``), from the
+same data, for the same number of minutes; then each is stopped (SIGINT: the trainer saves a
+checkpoint at the step reached). The arms:
+
+- ``lapgan``: the ``lapgan_cpu`` preset (pyramid 8 -> 16 -> 32);
+- ``gan``: DCGAN at full size (``dcgan_cpu`` with ngf 64, ndf 48: about as many parameters as
+  the LAPGAN cascade, 1.07M / 0.37M against 1.25M / 0.35M, and a similar cost per step).
+
+Each run then draws ``--images`` samples (seed 0), compared with as many test images through
+the same preprocessing: sliced Wasserstein distance (``condsynth.metrics.swd``, ProGAN's
+protocol, x 1e3 per level). Writes ``results.json``, the sample grids and each run's own
+pages.
+
+    python benchmarks/lapgan_vs_gan.py --data /usr/share/datasets/fashion-mnist \
+        --out runs/lapgan_vs_gan --minutes 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ARMS: dict[str, list[str]] = {
+    "lapgan": ["--config", "lapgan_cpu"],
+    "gan": ["--config", "dcgan_cpu"],
+}
+OVERRIDES: dict[str, list[str]] = {"lapgan": [], "gan": ["model.ngf=64", "model.ndf=48"]}
+
+
+def launch(arm: str, data: Path, run: Path, seed: int) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    command = ["nice", "-n", "5", sys.executable, "-m", "condsynth", "train", *ARMS[arm],
+               "--data", str(data), "--run", str(run), "--quiet", "--seed", str(seed),
+               "data.layout=idx", "train.max_steps=1000000", "train.checkpoint_every=1000000",
+               "train.sample_every=500", "train.tensorboard=false", *OVERRIDES[arm]]
+    log = open(run.parent / f"{arm}.log", "w")            # noqa: SIM115  (closed by the child)
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def train_arms(data: Path, out: Path, minutes: float, seed: int) -> dict[str, dict]:
+    """Run every arm at once for ``minutes``; their steps reached and CPU seconds."""
+    processes = {arm: launch(arm, data, out / arm, seed) for arm in ARMS}
+    began = time.monotonic()
+    deadline = began + minutes * 60
+    ended: dict[str, tuple[int, object, float]] = {}
+    while time.monotonic() < deadline and len(ended) < len(processes):
+        time.sleep(5)
+        for arm, process in processes.items():
+            if arm not in ended:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    ended[arm] = (status, usage, time.monotonic() - began)
+    for arm, process in processes.items():
+        if arm not in ended:
+            process.send_signal(signal.SIGINT)          # the trainer saves at the step reached
+            _, status, usage = os.wait4(process.pid, 0)
+            ended[arm] = (status, usage, time.monotonic() - began)
+    stats = {}
+    for arm, (status, usage, seconds) in ended.items():
+        state = torch.load(out / arm / "train_state.pt", weights_only=True)
+        stats[arm] = {"steps": int(state["step"]), "wall_seconds": round(seconds, 1),
+                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+                      "exit_status": os.waitstatus_to_exitcode(status)}
+    return stats
+
+
+def real_images(run: Path, count: int) -> torch.Tensor:
+    """``count`` test images through the run's own preprocessing, (N, C, H, W) in [-1, 1]."""
+    from condsynth import checkpoint
+    from condsynth.data.factory import open_dataset
+
+    config = checkpoint.read_config(run)
+    dataset = open_dataset(config, phase="test", train=False)
+    count = min(count, len(dataset))
+    return torch.stack([dataset[i]["image"] for i in range(count)])
+
+
+def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
+    images = images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return images.repeat(1, 3, 1, 1) if images.shape[1] == 1 else images
+
+
+def swd(real: torch.Tensor, fake: torch.Tensor) -> dict:
+    from condsynth.metrics.swd import DescriptorSet, swd_between
+
+    a, b = DescriptorSet(real.shape[-2:]), DescriptorSet(fake.shape[-2:])
+    for start in range(0, real.shape[0], 256):
+        a.add(to_uint8_rgb(real[start:start + 256]))
+        b.add(to_uint8_rgb(fake[start:start + 256]))
+    return swd_between(a, b).to_dict()
+
+
+def evaluate(out: Path, images: int) -> dict[str, dict]:
+    import condsynth
+    from condsynth.pages import save_png
+    from condsynth.sampling import draw, grid
+
+    real = None
+    results = {}
+    for arm in ARMS:
+        method = condsynth.load(out / arm, device="cpu")
+        if real is None:
+            real = real_images(out / arm, images)
+        torch.manual_seed(0)
+        fake = draw(method, real.shape[0], batch_size=250)
+        save_png(grid(fake[:64], 8), out / f"{arm}_samples.png")
+        results[arm] = {"swd_x1e3": swd(real, fake), "images": real.shape[0]}
+    save_png(grid(real[:64], 8), out / "real_samples.png")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="Fashion-MNIST IDX folder")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget per arm")
+    parser.add_argument("--images", type=int, default=2000, help="images for the metrics")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-training", action="store_true", help="evaluate existing runs")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"minutes": args.minutes,
+                    "arms": {arm: ARMS[arm] + OVERRIDES[arm] for arm in ARMS}}
+    if not args.skip_training:
+        report["training"] = train_arms(args.data, args.out, args.minutes, args.seed)
+        print(json.dumps(report["training"], indent=1), flush=True)
+    report["metrics"] = evaluate(args.out, args.images)
+    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
