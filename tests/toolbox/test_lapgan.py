@@ -262,3 +262,33 @@ def test_sample_levels_page_shows_the_samples_cascade(tmp_path):
     assert np.array_equal(np.asarray(Image.open(out / "levels" / "0001_8.png")),
                           tensor_to_image(coarse))
     assert math.isclose(len(list((out / "levels").glob("*.png"))), 3 * (1 + 3 * 2))
+
+
+def test_the_studio_serves_lapgan_in_sample_mode():
+    import base64
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from condsynth.data.dataset import tensor_to_image
+    from condsynth.studio.server import StudioModel, StudioServer, latent_code
+    from tests.studio.conftest import assert_close, call
+
+    torch.manual_seed(0)
+    method = tiny().eval()
+    server = StudioServer([StudioModel("lap", "lap-run", method)], port=0)
+    server.start()
+    try:
+        models = json.loads(call(server, "/api/models")[2])["models"]
+        assert (models[0]["mode"], models[0]["latent_size"]) == ("sample", method.latent_size())
+        status, _, body = call(server, "/api/generate", {"model": "lap", "seed": 3})
+        assert status == 200, body
+        url = json.loads(body)["image"]
+        got = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+    finally:
+        server.shutdown()
+        server.server_close()
+    expected = tensor_to_image(method.generate(z=latent_code(3, method.latent_size()))[0])
+    assert_close(got, expected)
