@@ -296,7 +296,7 @@ class Method(nn.Module):
         """Settings of optimizer ``name`` (resolved as ``spec``) for iterations of ``epoch``
         (from 0) that replace its parameter groups' ones, given the ``lr`` the trainer's
         schedule sets: a per-epoch momentum or learning-rate rule of the method's official
-        code (LAPGAN's SGD). None by default."""
+        code (LAPGAN's SGD); nothing by default."""
         return {}
 
     def phases(self) -> list[Phase]:
