@@ -10,8 +10,10 @@ checkpoint at the step reached). The arms:
 
 Each run then draws ``--images`` samples (seed 0), compared with as many test images through
 the same preprocessing: sliced Wasserstein distance (``condsynth.metrics.swd``, ProGAN's
-protocol, x 1e3 per level). Writes ``results.json``, the sample grids and each run's own
-pages.
+protocol, x 1e3 per level) and, with ``--classifier FILE`` (``condsynth classifier train``),
+the FID in that domain classifier's feature space. A ``reference`` row compares the test
+images with as many other test images (the floor of both measures at this sample size).
+Writes ``results.json``, the sample grids and each run's own pages.
 
     python benchmarks/lapgan_vs_gan.py --data /usr/share/datasets/fashion-mnist \
         --out runs/lapgan_vs_gan --minutes 15
@@ -44,7 +46,10 @@ def launch(arm: str, data: Path, run: Path, seed: int) -> subprocess.Popen:
                "data.layout=idx", "train.max_steps=1000000", "train.checkpoint_every=1000000",
                "train.sample_every=500", "train.tensorboard=false", *OVERRIDES[arm]]
     log = open(run.parent / f"{arm}.log", "w")            # noqa: SIM115  (closed by the child)
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # SIGINT back to its default in the child: started from a background job it would be
+    # ignored, and Python would then not turn it into the KeyboardInterrupt that saves.
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def train_arms(data: Path, out: Path, minutes: float, seed: int) -> dict[str, dict]:
@@ -100,23 +105,40 @@ def swd(real: torch.Tensor, fake: torch.Tensor) -> dict:
     return swd_between(a, b).to_dict()
 
 
-def evaluate(out: Path, images: int) -> dict[str, dict]:
+def evaluate(out: Path, images: int, classifier: str | None) -> dict[str, dict]:
     import condsynth
     from condsynth.pages import save_png
     from condsynth.sampling import draw, grid
 
-    real = None
-    results = {}
+    clf = None
+    if classifier is not None:
+        from condsynth.metrics.classifier import load_classifier
+
+        clf = load_classifier(classifier)
+    first = next(iter(ARMS))
+    both = real_images(out / first, 2 * images)
+    real, other = both[:images], both[images:]
+    save_png(grid(real[:64], 8), out / "real_samples.png")
+    sets = {"reference": other}
     for arm in ARMS:
         method = condsynth.load(out / arm, device="cpu")
-        if real is None:
-            real = real_images(out / arm, images)
         torch.manual_seed(0)
-        fake = draw(method, real.shape[0], batch_size=250)
-        save_png(grid(fake[:64], 8), out / f"{arm}_samples.png")
-        results[arm] = {"swd_x1e3": swd(real, fake), "images": real.shape[0]}
-    save_png(grid(real[:64], 8), out / "real_samples.png")
+        sets[arm] = draw(method, real.shape[0], batch_size=250)
+        save_png(grid(sets[arm][:64], 8), out / f"{arm}_samples.png")
+    real_features = None if clf is None else features(clf, real)
+    results = {}
+    for name, fake in sets.items():
+        results[name] = {"swd_x1e3": swd(real, fake), "images": real.shape[0]}
+        if clf is not None:
+            from condsynth.metrics.fid import fid_from_features
+
+            results[name]["domain_fid"] = fid_from_features(real_features, features(clf, fake))
     return results
+
+
+def features(clf: object, images: torch.Tensor) -> object:
+    return torch.cat([clf.features(images[i:i + 500]) for i in range(0, len(images), 500)]
+                     ).numpy()
 
 
 def main() -> None:
@@ -126,6 +148,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget per arm")
     parser.add_argument("--images", type=int, default=2000, help="images for the metrics")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classifier", help="a domain classifier file, for its FID")
     parser.add_argument("--skip-training", action="store_true", help="evaluate existing runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +157,7 @@ def main() -> None:
     if not args.skip_training:
         report["training"] = train_arms(args.data, args.out, args.minutes, args.seed)
         print(json.dumps(report["training"], indent=1), flush=True)
-    report["metrics"] = evaluate(args.out, args.images)
+    report["metrics"] = evaluate(args.out, args.images, args.classifier)
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 

@@ -292,3 +292,11 @@ def test_the_studio_serves_lapgan_in_sample_mode():
         server.server_close()
     expected = tensor_to_image(method.generate(z=latent_code(3, method.latent_size()))[0])
     assert_close(got, expected)
+
+
+def test_levels_are_refused_for_a_model_without_a_pyramid():
+    from condsynth.sampling import check_cascade
+
+    check_cascade(tiny())
+    with pytest.raises(ConfigError, match="leave out --levels"):
+        check_cascade(build_method(tiny_config("dcgan")))
