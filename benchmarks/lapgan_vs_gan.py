@@ -39,22 +39,28 @@ ARMS: dict[str, list[str]] = {
 OVERRIDES: dict[str, list[str]] = {"lapgan": [], "gan": ["model.ngf=64", "model.ndf=48"]}
 
 
-def launch(arm: str, data: Path, run: Path, seed: int) -> subprocess.Popen:
+def launch(arm: str, data: Path, run: Path, seed: int, resume: bool) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    command = ["nice", "-n", "5", sys.executable, "-m", "condsynth", "train", *ARMS[arm],
-               "--data", str(data), "--run", str(run), "--quiet", "--seed", str(seed),
-               "data.layout=idx", "train.max_steps=1000000", "train.checkpoint_every=1000000",
-               "train.sample_every=500", "train.tensorboard=false", *OVERRIDES[arm]]
-    log = open(run.parent / f"{arm}.log", "w")            # noqa: SIM115  (closed by the child)
+    command = ["nice", "-n", "5", sys.executable, "-m", "condsynth", "train", "--run", str(run),
+               "--quiet"]
+    if resume:                                   # another budget on top of the first
+        command.append("--resume")
+    else:
+        command += [*ARMS[arm], "--data", str(data), "--seed", str(seed), "data.layout=idx",
+                    "train.max_steps=1000000", "train.checkpoint_every=1000000",
+                    "train.sample_every=500", "train.tensorboard=false", *OVERRIDES[arm]]
+    log = open(run.parent / f"{arm}.log", "a")            # noqa: SIM115  (closed by the child)
     # SIGINT back to its default in the child: started from a background job it would be
     # ignored, and Python would then not turn it into the KeyboardInterrupt that saves.
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def train_arms(data: Path, out: Path, minutes: float, seed: int) -> dict[str, dict]:
-    """Run every arm at once for ``minutes``; their steps reached and CPU seconds."""
-    processes = {arm: launch(arm, data, out / arm, seed) for arm in ARMS}
+def train_arms(data: Path, out: Path, minutes: float, seed: int,
+               resume: bool = False) -> dict[str, dict]:
+    """Run every arm at once for ``minutes`` (``resume``: continuing the runs in ``out``);
+    their steps reached and the CPU seconds of this session."""
+    processes = {arm: launch(arm, data, out / arm, seed, resume) for arm in ARMS}
     began = time.monotonic()
     deadline = began + minutes * 60
     ended: dict[str, tuple[int, object, float]] = {}
@@ -149,16 +155,21 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000, help="images for the metrics")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classifier", help="a domain classifier file, for its FID")
+    parser.add_argument("--resume", action="store_true",
+                        help="train the runs in --out for another --minutes")
     parser.add_argument("--skip-training", action="store_true", help="evaluate existing runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"minutes": args.minutes,
+    report: dict = {"minutes": args.minutes, "resumed": args.resume,
                     "arms": {arm: ARMS[arm] + OVERRIDES[arm] for arm in ARMS}}
+    name = "results_resumed.json" if args.resume else "results.json"
+    if args.skip_training and (args.out / name).is_file():      # keep the training record
+        report["training"] = json.loads((args.out / name).read_text()).get("training")
     if not args.skip_training:
-        report["training"] = train_arms(args.data, args.out, args.minutes, args.seed)
+        report["training"] = train_arms(args.data, args.out, args.minutes, args.seed, args.resume)
         print(json.dumps(report["training"], indent=1), flush=True)
     report["metrics"] = evaluate(args.out, args.images, args.classifier)
-    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+    (args.out / name).write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
 
 
