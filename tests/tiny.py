@@ -37,6 +37,9 @@ TINY: dict[str, list[str]] = {
                "model.progress_images=4"],
     "lapgan": ["model.z_dim=8", "model.coarse_hidden_g=16", "model.coarse_hidden_d=16",
                "model.hidden_g=8", "model.hidden_d=8"],
+    "improved_gan": ["model.d_widths=[16,8]", "model.g_widths=[16]", "model.z_dim=8",
+                     "model.num_classes=5", "model.minibatch_kernels=4", "model.ema_decay=0.9",
+                     "model.historical_averaging=0.01"],
 }
 
 
@@ -74,6 +77,9 @@ def tiny_batch(method: str | Config, seed: int = 0) -> dict:
     elif spec.kind == "vector":
         batch["attributes"] = torch.randint(0, 2, (2, len(spec.attributes)),
                                             generator=g).float() * 2 - 1
+    if config.data.labeled_batch:                  # the labelled batch of a semi-supervised GAN
+        batch["labeled_image"] = torch.rand(batch["image"].shape, generator=g) * 2 - 1
+        batch["labeled_class"] = torch.randint(0, NUM_CLASSES, (2,), generator=g)
     return batch
 
 

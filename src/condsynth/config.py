@@ -121,6 +121,9 @@ class DataConfig:
                                      # columns, in this order; empty = all
     labeled_per_class: int | None = None  # semi-supervised: keep this many labels per class
                                      # (seeded, stratified), the rest become class -1
+    labeled_batch: bool = False      # class sources in training: each item also carries a
+                                     # labelled item (labeled_image, labeled_class), every
+                                     # labelled item once per pass over them (K+1 GAN)
     idx_prefix: str | None = None    # IDX files: which set of a folder holding several, e.g.
                                      # "emnist-letters"; None = the only one there
 

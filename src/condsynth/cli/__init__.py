@@ -23,7 +23,7 @@ from condsynth.errors import CondsynthError
 COMMANDS: tuple[str, ...] = ("train", "synthesize", "data", "demo", "bench", "import_",
                              "features", "export", "evaluate", "segmenter", "classifier", "study",
                              "studio",
-                             "sample", "explore", "probe", "refine")
+                             "sample", "explore", "probe", "refine", "classify")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "paired by file name")
     p.add_argument("--num-classes", type=int, help="folder mode, miou: classes of the label "
                    "maps when the segmenter does not say")
-    p.add_argument("--metrics", help="comma-separated subset of fid,kid,is,swd,miou,msssim "
-                   f"(default: {DEFAULT_METRICS}, plus miou when --segmenter is given)")
+    p.add_argument("--metrics", help="comma-separated subset of fid,kid,is,swd,miou,msssim,"
+                   f"accuracy (default: {DEFAULT_METRICS}, plus miou when --segmenter is given; "
+                   "accuracy: the test accuracy of a classifying run, e.g. improved_gan)")
     p.add_argument("--out", help="output folder (default: RUN_DIR/eval; required in folder "
                    "mode)")
     p.add_argument("--inception-weights", help="the FID Inception weights file (.pth)")

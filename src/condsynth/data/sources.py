@@ -31,6 +31,8 @@ Items (dicts) are deterministic functions of ``(seed, epoch, index)``, as for
 - ``"path"``: the image file (IDX items: ``<images file>#<index>``);
 - ``"class"``: 0-d int64, for class data (-1 = unlabelled, see ``data.labeled_per_class``);
 - ``"attributes"``: ``(A,)`` float32, for attribute tables, values as stored;
+- ``"labeled_image"``, ``"labeled_class"``: with ``data.labeled_batch`` in training, a
+  labelled item beside every item (see :meth:`SourceDataset.labeled_partner`);
 - unpaired: ``"source"`` is the A image, ``"image"`` a B image drawn from the item's random
   generator, ``"path"`` the A file, plus A's ``"class"`` or ``"attributes"`` when it has them.
 """
@@ -279,6 +281,8 @@ class SourceDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.size_multiple = size_multiple
         self.epoch = 0
+        self._partner_epoch: int | None = None        # the epoch of _partner_order
+        self._partner_order = np.empty(0, dtype=np.int64)
         self.classes = source.classes
         self.labeled_indices = (None if source.classes is None
                                 else np.arange(len(source), dtype=np.int64))
@@ -310,7 +314,24 @@ class SourceDataset(torch.utils.data.Dataset):
             item["class"] = torch.tensor(int(self.classes[index]), dtype=torch.int64)
         if source.attributes is not None:
             item["attributes"] = torch.from_numpy(source.attributes[index].copy())
+        if self.data.labeled_batch and self.train and self.labeled_indices is not None:
+            partner = self.labeled_partner(index)
+            item["labeled_image"] = self._image(source, partner,
+                                                np.random.default_rng([self.seed, self.epoch,
+                                                                       index, 1]))
+            item["labeled_class"] = torch.tensor(int(self.classes[partner]), dtype=torch.int64)
         return item
+
+    def labeled_partner(self, index: int) -> int:
+        """The labelled item that item ``index`` carries in this epoch (``data.labeled_batch``):
+        ``labeled[perm[index % L]]`` with a permutation of the L labelled items drawn from
+        (seed, epoch), so that a pass over the items visits every labelled item equally often,
+        as the official semi-supervised code tiles permutations of its labelled set."""
+        if self._partner_epoch != self.epoch:
+            rng = np.random.default_rng([self.seed, self.epoch, 7])
+            self._partner_order = rng.permutation(len(self.labeled_indices))
+            self._partner_epoch = self.epoch
+        return int(self.labeled_indices[self._partner_order[index % len(self.labeled_indices)]])
 
     def _image(self, source: Source, index: int, rng: np.random.Generator) -> torch.Tensor:
         image = to_channels(source.read(index), self.data.channels)

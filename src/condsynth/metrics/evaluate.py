@@ -13,6 +13,7 @@ a changed image invalidates only its own chunk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,7 +53,7 @@ from condsynth.metrics.segmentation import (
 )
 from condsynth.metrics.swd import DescriptorSet, swd_between
 
-ALL_METRICS = ("fid", "kid", "is", "swd", "miou", "msssim")
+ALL_METRICS = ("fid", "kid", "is", "swd", "miou", "msssim", "accuracy")
 INCEPTION_METRICS = {"fid", "kid", "is"}
 CHUNK_IMAGES = 256
 CACHE_ENV = "CONDSYNTH_CACHE"
@@ -392,6 +393,9 @@ def evaluate_folders(real_dir: str | Path, fake_dir: str | Path, out_dir: str | 
     from condsynth.runtime import resolve_device
 
     options.check()
+    if "accuracy" in options.metrics:
+        raise CondsynthError("accuracy scores a run's classifier on a dataset, not two image "
+                             "folders. Fix: condsynth evaluate RUN --data DIR --metrics accuracy")
     began = time.perf_counter()
     device = resolve_device(options.device)
     real, fake = list_images(real_dir), list_images(fake_dir)
@@ -566,9 +570,17 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, options: EvalOptions
     method = load(run_dir, device=str(device))
     config = method.config
     out_dir = Path(out_dir) if out_dir else run_dir / "eval"
+    if "accuracy" in options.metrics:
+        # A classifier's test accuracy reads the real images alone: no synthesis for it.
+        results = _accuracy_results(method, run_dir, data_dir, options, phase, max_images)
+        if set(options.metrics) == {"accuracy"}:
+            results["seconds"] = round(time.perf_counter() - began, 1)
+            write_report(out_dir, results)
+            return results
     made = synthesize_split(method, run_dir, data_dir, out_dir, phase, options.seed,
                             options.batch_size, max_images, options.progress)
-    results = new_results("run")
+    if "accuracy" not in options.metrics:
+        results = new_results("run")
     results.update(run=str(run_dir.resolve()), method=config.method,
                    data=str(Path(data_dir).resolve()), phase=made.phase)
     real, fake = made.paths("real"), made.paths("fake")
@@ -604,6 +616,37 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, options: EvalOptions
                                    "fake": f"fake/{stem}.png", "name": stem})
     results["seconds"] = round(time.perf_counter() - began, 1)
     write_report(out_dir, results)
+    return results
+
+
+def _accuracy_results(method: Any, run_dir: Path, data_dir: str | Path, options: EvalOptions,
+                      phase: str | None, max_images: int | None) -> dict[str, Any]:
+    """New results holding the ``accuracy`` of the run's classifier on the labelled images
+    of the split (test, else val)."""
+    from condsynth.metrics.accuracy import classification_accuracy
+
+    config = method.config
+    results = new_results("run")
+    results.update(run=str(run_dir.resolve()), method=config.method,
+                   data=str(Path(data_dir).resolve()))
+    data = dataclasses.replace(_eval_data_config(config, data_dir, max_images),
+                               labeled_per_class=None, labeled_batch=False)
+
+    def accuracy() -> None:
+        chosen = phase or "test"
+        try:
+            dataset = _eval_dataset(data, config, chosen, method.size_multiple(), options.seed)
+        except CondsynthError:
+            if phase is not None:
+                raise
+            chosen = "val"
+            dataset = _eval_dataset(data, config, chosen, method.size_multiple(), options.seed)
+        results["phase"] = chosen
+        results["metrics"]["accuracy"] = {
+            **classification_accuracy(method, dataset, max(options.batch_size, 100),
+                                      options.progress), "phase": chosen}
+
+    guarded(results, ["accuracy"], accuracy)
     return results
 
 

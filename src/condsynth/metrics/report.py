@@ -81,6 +81,12 @@ def metric_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                      f"mean pairwise MS-SSIM of {m['msssim']['samples_per_label']} outputs "
                      f"per label over {m['msssim']['labels']} labels ({m['msssim']['scales']} "
                      "scales); lower = more diverse"))
+    if "accuracy" in m:
+        acc = m["accuracy"]
+        rows.append(("accuracy (%)", f"{_num(acc['accuracy'] * 100, 2)} (error "
+                     f"{_num(acc['error'] * 100, 2)})",
+                     f"{acc['classifier']} on {acc['count']} labelled {acc['phase']} images, "
+                     "higher is better"))
     for name, message in results.get("errors", {}).items():
         rows.append((name, "failed", message))
     return rows
