@@ -33,15 +33,20 @@ def _patch_maps(pred: Predictions) -> list[Tensor]:
     return [p[-1] if isinstance(p, (list, tuple)) else p for p in pred]
 
 
-def d_adversarial_loss(pred: Predictions, real: bool, mode: GanMode) -> Tensor:
-    """Discriminator loss on real (``real=True``) or fake predictions, summed over scales."""
+def d_adversarial_loss(pred: Predictions, real: bool, mode: GanMode,
+                       real_target: float = 1.0) -> Tensor:
+    """Discriminator loss on real (``real=True``) or fake predictions, summed over scales.
+    ``real_target`` < 1 is one-sided label smoothing (Salimans et al., 2016) of the vanilla and
+    LSGAN losses: the real target only, fakes keep 0."""
+    if real_target != 1.0 and mode not in ("vanilla", "lsgan"):
+        raise ValueError(f"label smoothing applies to the vanilla and lsgan losses, not {mode}")
     losses = []
     for p in _patch_maps(pred):
         if mode == "vanilla":
-            target = torch.ones_like(p) if real else torch.zeros_like(p)
+            target = torch.full_like(p, real_target) if real else torch.zeros_like(p)
             losses.append(F.binary_cross_entropy_with_logits(p, target))
         elif mode == "lsgan":
-            losses.append(F.mse_loss(p, torch.full_like(p, 1.0 if real else 0.0)))
+            losses.append(F.mse_loss(p, torch.full_like(p, real_target if real else 0.0)))
         elif mode == "hinge":
             losses.append(F.relu(1.0 - p).mean() if real else F.relu(1.0 + p).mean())
         elif mode == "wgan":

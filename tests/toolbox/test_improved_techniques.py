@@ -53,6 +53,39 @@ def test_one_sided_label_smoothing():
     assert real.item() == pytest.approx(-math.log(0.75))
 
 
+def test_label_smoothing_of_the_adversarial_losses():
+    from condsynth.errors import ConfigError
+    from condsynth.losses import d_adversarial_loss
+
+    logit = torch.tensor([math.log(3.0)])
+    assert d_adversarial_loss(logit, True, "vanilla", 0.9).item() == pytest.approx(
+        d_smoothed_loss(logit, logit, 0.9)[0].item())
+    half = torch.tensor([0.5])
+    assert d_adversarial_loss(half, True, "lsgan", 0.9).item() == pytest.approx(0.16)
+    assert d_adversarial_loss(half, False, "lsgan", 0.9).item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="hinge"):
+        d_adversarial_loss(half, True, "hinge", 0.9)
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        build_method(tiny_config("spade", extra=["model.label_smoothing=0.1"]))  # hinge
+
+
+@pytest.mark.parametrize("name", ["pix2pix", "pix2pixhd", "spade"])
+def test_label_smoothing_switch_of_the_image_to_image_methods(name):
+    extra = ["model.gan_mode=vanilla"] if name == "spade" else []
+    config = tiny_config(name, extra=[*extra, "model.label_smoothing=0.1"])
+    plain = build_method(tiny_config(name, extra=extra))
+    smoothed = build_method(config)
+    smoothed.load_state_dict(plain.state_dict())
+    plain.eval(), smoothed.eval()                       # no dropout: the same D inputs
+    batch = tiny_batch(config)
+    with torch.no_grad():
+        out = plain.forward_generator(batch)
+        a = plain.discriminator_step(batch, out)
+        b = smoothed.discriminator_step(batch, out)
+    assert torch.allclose(a["d_fake"], b["d_fake"])            # one-sided: fakes keep 0
+    assert not torch.allclose(a["d_real"], b["d_real"])
+
+
 def test_historical_average_penalty():
     theta = torch.tensor([1.0, 2.0])
     assert historical_average_penalty(theta, torch.tensor([0.0, 1.0])).item() == 2.0

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from condsynth.config import Config, ranged
 from condsynth.discriminators import PatchDiscriminator
+from condsynth.errors import ConfigError
 from condsynth.layers.init import init_weights
 from condsynth.layers.norms import Norm
 from condsynth.layers.unet import UNetGenerator, depth_for_size
@@ -34,6 +35,9 @@ class Pix2PixConfig:
     dropout: bool = True           # dropout in the decoder, the paper's noise
     gan_mode: GanMode = "vanilla"
     lambda_l1: float = 100.0
+    label_smoothing: float = ranged(0.0, at_least=0, below=1)  # one-sided label smoothing
+                                   # (Salimans et al., 2016): D's real targets 1 - s; vanilla
+                                   # and lsgan losses only; 0 = off
     test_time_noise: bool = True   # at inference keep dropout on and use batch statistics,
                                    # as the paper does; false = deterministic eval mode
 
@@ -48,6 +52,10 @@ class Pix2Pix(Method):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         cfg: Pix2PixConfig = config.model
+        if cfg.label_smoothing and cfg.gan_mode not in ("vanilla", "lsgan"):
+            raise ConfigError(f"model.label_smoothing needs the vanilla or lsgan loss, not "
+                              f"model.gan_mode={cfg.gan_mode}. Fix: set model.label_smoothing=0 "
+                              "or model.gan_mode=vanilla.")
         if cfg.num_downs is None:             # written back: config.yaml holds the depth
             cfg.num_downs = depth_for_size(*config.data.crop_hw)
         in_channels = config.condition.input_channels
@@ -79,7 +87,8 @@ class Pix2Pix(Method):
         pred_fake = self.discriminator(torch.cat([condition, fake], 1))[-1]
         pred_real = self.discriminator(torch.cat([condition, batch["image"]], 1))[-1]
         return {"d_fake": 0.5 * d_adversarial_loss(pred_fake, False, mode),
-                "d_real": 0.5 * d_adversarial_loss(pred_real, True, mode)}
+                "d_real": 0.5 * d_adversarial_loss(pred_real, True, mode,
+                                                   1.0 - self.config.model.label_smoothing)}
 
     def generator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg: Pix2PixConfig = self.config.model

@@ -83,6 +83,9 @@ class Pix2PixHDConfig:
     n_layers_d: int = ranged(3, at_least=1)  # stride-2 layers of each discriminator [n_layers_D]
     num_d: int = 2                    # discriminators on the image pyramid [num_D]
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"   # vanilla = [--no_lsgan]
+    label_smoothing: float = ranged(0.0, at_least=0, below=1)  # one-sided label smoothing
+                                      # (Salimans et al., 2016): D's real targets 1 - s; vanilla
+                                      # and lsgan losses only; 0 = off
     feature_matching: bool = True     # discriminator feature-matching loss [not no_ganFeat_loss]
     vgg_loss: bool = True             # VGG19 perceptual loss [not no_vgg_loss]
     vgg_weights: str | None = None    # torchvision-format VGG19 file; None = torchvision cache
@@ -461,7 +464,8 @@ class Pix2PixHD(Method):
                                                   out["fake"].detach(), batch["image"])
         # The official train loop halves the sum of the two: (D_fake + D_real) * 0.5.
         return {"d_fake": 0.5 * d_adversarial_loss(pred_fake, False, mode),
-                "d_real": 0.5 * d_adversarial_loss(pred_real, True, mode)}
+                "d_real": 0.5 * d_adversarial_loss(pred_real, True, mode,
+                                                   1.0 - self.config.model.label_smoothing)}
 
     def generator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg: Pix2PixHDConfig = self.config.model

@@ -96,6 +96,9 @@ class SPADEConfig:
     norm_e: DiscriminatorNorm = "instance"
     spectral_e: bool = True
     gan_mode: GanMode = "hinge"
+    label_smoothing: float = ranged(0.0, at_least=0, below=1)  # one-sided label smoothing
+                                     # (Salimans et al., 2016): D's real targets 1 - s; vanilla
+                                     # and lsgan losses only; 0 = off
     lambda_feat: float = 10.0        # feature matching; 0 = off (--no_ganFeat_loss)
     lambda_vgg: float = 10.0         # VGG19 perceptual loss; 0 = off (--no_vgg_loss)
     lambda_kld: float = 0.05         # KL divergence of the VAE encoder
@@ -369,6 +372,10 @@ class GauGAN(Method):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         cfg: SPADEConfig = config.model
+        if cfg.label_smoothing and cfg.gan_mode not in ("vanilla", "lsgan"):
+            raise ConfigError(f"model.label_smoothing needs the vanilla or lsgan loss, not "
+                              f"model.gan_mode={cfg.gan_mode}. Fix: set model.label_smoothing=0 "
+                              "or model.gan_mode=vanilla.")
         if cfg.n_layers_d < 2:
             raise ConfigError(f"model.n_layers_d is {cfg.n_layers_d}; SPADE's discriminator "
                               "needs at least 2 (4 is the official default)")
@@ -447,7 +454,8 @@ class GauGAN(Method):
                                                   out["fake"].detach(), batch["image"])
         # SPADE's GAN loss averages the scales (pix2pixHD's sums them).
         return {"d_fake": d_adversarial_loss(pred_fake, False, cfg.gan_mode) / cfg.num_d,
-                "d_real": d_adversarial_loss(pred_real, True, cfg.gan_mode) / cfg.num_d}
+                "d_real": d_adversarial_loss(pred_real, True, cfg.gan_mode,
+                                             1.0 - cfg.label_smoothing) / cfg.num_d}
 
     def generator_step(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg: SPADEConfig = self.config.model
