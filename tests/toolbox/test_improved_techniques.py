@@ -240,4 +240,13 @@ def test_averaged_d_starts_at_zero_and_follows_the_official_rate():
     assert torch.allclose(method.d_average, 0.1 * first)
     image = tiny_batch(config)["image"]
     method.eval()
-    assert not torch.allclose(method.discriminate(image), method.discriminator(image))
+    own = [p.detach().clone() for p in method.discriminator.parameters()]
+    seen = []
+    hook = method.discriminator.layers[0].register_forward_hook(
+        lambda m, i, o: seen.append(m.weight.detach().clone()))
+    averaged = method.discriminate(image)                 # the averaged D, hooks and all
+    hook.remove()
+    assert not torch.allclose(averaged, method.discriminator(image))
+    assert torch.equal(seen[0], method.d_average[:seen[0].numel()].view_as(seen[0]))
+    assert all(torch.equal(p, q) for p, q in zip(method.discriminator.parameters(), own,
+                                                 strict=True))   # its own values are back

@@ -226,3 +226,15 @@ def load_flat_parameters(params: Iterable[Tensor], flat: Tensor) -> None:
         for p in params:
             p.copy_(flat[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
+
+
+@contextlib.contextmanager
+def swapped_parameters(params: list[Tensor], flat: Tensor) -> Iterator[None]:
+    """Within the block ``params`` hold the values of ``flat`` (an average); their own values
+    come back after it. The module itself runs, so hooks on its layers see the calls."""
+    saved = flat_parameters(params).clone()
+    load_flat_parameters(params, flat)
+    try:
+        yield
+    finally:
+        load_flat_parameters(params, saved)

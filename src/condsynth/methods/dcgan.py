@@ -26,7 +26,6 @@ state, saved with the networks.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -46,7 +45,7 @@ from condsynth.layers.improved import (
     MinibatchDiscrimination,
     VirtualBatchNorm,
     flat_parameters,
-    load_flat_parameters,
+    swapped_parameters,
 )
 from condsynth.layers.init import init_weights
 from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference, unwrap
@@ -221,11 +220,10 @@ class DCGAN(Method):
         if self.conditional:          # a neutral condition when none is given (the probe)
             classes = (self.encode(cond) if cond is not None
                        else image.new_zeros(image.shape[0], self.num_classes))
-        discriminator = self.discriminator
-        if self.config.model.d_average_decay > 0:
-            discriminator = copy.deepcopy(self.discriminator)
-            load_flat_parameters(discriminator.parameters(), self.d_average)
-        return self._judge(discriminator, image, classes)
+        if self.config.model.d_average_decay <= 0:
+            return self._judge(self.discriminator, image, classes)
+        with swapped_parameters(list(self.discriminator.parameters()), self.d_average):
+            return self._judge(self.discriminator, image, classes).detach()
 
     # ----------------------------------------------------------------------------- training
     def _history_penalty(self, name: str) -> dict[str, Tensor]:
