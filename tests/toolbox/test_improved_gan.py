@@ -197,7 +197,18 @@ def test_evaluate_accuracy_of_the_averaged_d(kplus1_run, class_data, capsys):
     labels = torch.tensor([int(dataset[i]["class"]) for i in range(len(dataset))])
     predicted = method.classifier()(images)[0].argmax(1)
     assert int((predicted == labels).sum()) == accuracy["correct"]
+    assert torch.allclose(method.classify_logits(images), method.classifier()(images)[0])
+    assert method.classifier_features(images).shape == (18, 8)
     assert "accuracy (%)" in (kplus1_run / "eval" / "eval.html").read_text()
+
+
+def test_a_kplus1_run_is_a_feature_network_for_the_scores(kplus1_run, class_data, tmp_path):
+    assert main(["evaluate", str(kplus1_run), "--data", str(class_data), "--metrics",
+                 "is,kid", "--classifier", str(kplus1_run), "--out", str(tmp_path), "--quiet",
+                 "--kid-subset-size", "6", "--kid-subsets", "2", "--is-splits", "2"]) == 0
+    results = json.loads((tmp_path / "eval.json").read_text())
+    assert results["metrics"]["is"]["fake"]["mean"] >= 1
+    assert results["feature_network"]["kind"] == "run_classifier"
 
 
 def test_accuracy_needs_a_classifying_run(dcgan_run, class_data, capsys):

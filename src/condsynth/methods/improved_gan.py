@@ -29,8 +29,10 @@ unlabelled data and the generator add.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -54,6 +56,7 @@ from condsynth.layers.improved import (
     data_dependent_init,
     flat_parameters,
     load_flat_parameters,
+    swapped_parameters,
 )
 from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, Phase, inference
 from condsynth.registry import register_method
@@ -373,13 +376,36 @@ class ImprovedGAN(Method):
             load_flat_parameters(net.parameters(), self.d_average)
         return net
 
-    @torch.no_grad()
+    @contextlib.contextmanager
+    def _testing(self) -> Iterator[nn.Module]:
+        """D as :meth:`classifier` is, in place: eval mode, the averaged parameters."""
+        was_training = self.discriminator.training
+        self.discriminator.eval()
+        averaged = (swapped_parameters(list(self.discriminator.parameters()), self.d_average)
+                    if self.config.model.ema_decay > 0 else contextlib.nullcontext())
+        try:
+            with averaged, torch.no_grad():
+                yield self.discriminator
+        finally:
+            self.discriminator.train(was_training)
+
+    def _test_outputs(self, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+        with self._testing() as net:
+            outputs = [net(chunk.to(self.device)) for chunk in images.split(batch_size)]
+        return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
+
     def classify(self, images: Tensor, batch_size: int = 500) -> Tensor:
         """Class probabilities (B, K) of (B, C, H, W) images in [-1, 1] (:meth:`classifier`)."""
-        net = self.classifier()
-        out = [torch.softmax(net(chunk.to(self.device))[0], 1)
-               for chunk in images.split(batch_size)]
-        return torch.cat(out)
+        return torch.softmax(self._test_outputs(images, batch_size)[0], 1)
+
+    def classify_logits(self, images: Tensor) -> Tensor:
+        """The test classifier's K logits (B, K): the run as the feature network of
+        ``evaluate --classifier RUN``."""
+        return self._test_outputs(images)[0]
+
+    def classifier_features(self, images: Tensor) -> Tensor:
+        """The test classifier's last hidden features (B, F), the feature-matching layer."""
+        return self._test_outputs(images)[1]
 
     def discriminate(self, image: Tensor, cond: Tensor | None = None) -> Tensor:
         """D's "real" logit, log Z = LSE(l) (the generated class's logit is 0)."""
