@@ -6,11 +6,14 @@ semi-supervised K+1 losses with the generated class's logit fixed at 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from condsynth.layers.improved import flat_parameters
 
 FeatureDistance = Literal["l1", "l2"]
 
@@ -39,6 +42,18 @@ def historical_average_penalty(flat: Tensor, average: Tensor) -> Tensor:
     """Historical averaging (section 3.3): ``||theta - (1/t) sum_i theta_i||^2`` for a player's
     parameters ``flat`` (with gradient) and their running mean ``average`` (constant)."""
     return (flat - average.detach()).square().sum()
+
+
+def historical_average_step(params: Sequence[Tensor], history: Tensor, count: Tensor
+                            ) -> Tensor:
+    """One step of historical averaging for one player: its running mean ``history`` (P,)
+    takes in the current parameters (``count``, the steps so far, goes up by one; both are
+    updated in place and belong in the method state), then
+    :func:`historical_average_penalty` of the parameters against it."""
+    with torch.no_grad():
+        count.add_(1)
+        history.add_((flat_parameters(params) - history) / count)
+    return historical_average_penalty(torch.cat([p.reshape(-1) for p in params]), history)
 
 
 def kplus1_labeled_loss(logits: Tensor, labels: Tensor) -> Tensor:

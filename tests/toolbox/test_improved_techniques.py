@@ -14,6 +14,7 @@ from condsynth.improved_losses import (
     batch_mean_matching,
     d_smoothed_loss,
     historical_average_penalty,
+    historical_average_step,
     kplus1_generator_loss,
     kplus1_labeled_loss,
     kplus1_unlabeled_loss,
@@ -89,6 +90,16 @@ def test_label_smoothing_switch_of_the_image_to_image_methods(name):
 def test_historical_average_penalty():
     theta = torch.tensor([1.0, 2.0])
     assert historical_average_penalty(theta, torch.tensor([0.0, 1.0])).item() == 2.0
+    param = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    history, count = torch.zeros(2), torch.zeros((), dtype=torch.int64)
+    assert historical_average_step([param], history, count).item() == 0.0   # mean of one
+    with torch.no_grad():
+        param.copy_(torch.tensor([3.0, 4.0]))
+    penalty = historical_average_step([param], history, count)             # mean (2, 3)
+    assert torch.equal(history, torch.tensor([2.0, 3.0])) and int(count) == 2
+    assert penalty.item() == 2.0
+    penalty.backward()
+    assert torch.equal(param.grad, torch.tensor([2.0, 2.0]))               # 2 (theta - mean)
 
 
 def test_kplus1_losses_as_the_official_code_writes_them():

@@ -39,7 +39,7 @@ from condsynth.errors import ConfigError
 from condsynth.improved_losses import (
     batch_mean_matching,
     d_smoothed_loss,
-    historical_average_penalty,
+    historical_average_step,
 )
 from condsynth.layers.improved import (
     MinibatchDiscrimination,
@@ -232,14 +232,10 @@ class DCGAN(Method):
         weight = self.config.model.historical_averaging
         if weight <= 0:
             return {}
-        params = list(getattr(self, name).parameters())
-        history = getattr(self, f"{name}_history")
-        count = getattr(self, f"{name}_history_count")
-        with torch.no_grad():
-            count.add_(1)
-            history.add_((flat_parameters(params) - history) / count)
-        flat = torch.cat([p.reshape(-1) for p in params])
-        return {f"{name[0]}_history": weight * historical_average_penalty(flat, history)}
+        penalty = historical_average_step(list(getattr(self, name).parameters()),
+                                          getattr(self, f"{name}_history"),
+                                          getattr(self, f"{name}_history_count"))
+        return {f"{name[0]}_history": weight * penalty}
 
     def forward_generator(self, batch: Batch) -> dict[str, Tensor]:
         classes = self.condition(batch)                                  # (B, K) or None

@@ -44,7 +44,7 @@ from condsynth.config import Config, ranged
 from condsynth.errors import ConfigError
 from condsynth.improved_losses import (
     batch_mean_matching,
-    historical_average_penalty,
+    historical_average_step,
     kplus1_generator_loss,
     kplus1_labeled_loss,
     kplus1_unlabeled_loss,
@@ -310,14 +310,10 @@ class ImprovedGAN(Method):
         weight = self.config.model.historical_averaging
         if weight <= 0:
             return {}
-        params = list(getattr(self, name).parameters())
-        history = getattr(self, f"{name}_history")
-        count = getattr(self, f"{name}_history_count")
-        with torch.no_grad():
-            count.add_(1)
-            history.add_((flat_parameters(params) - history) / count)
-        flat = torch.cat([p.reshape(-1) for p in params])
-        return {f"{name[0]}_history": weight * historical_average_penalty(flat, history)}
+        penalty = historical_average_step(list(getattr(self, name).parameters()),
+                                          getattr(self, f"{name}_history"),
+                                          getattr(self, f"{name}_history_count"))
+        return {f"{name[0]}_history": weight * penalty}
 
     def phase_losses(self, phase: Phase, batch: Batch, cache: dict[str, Any]) -> dict[str, Tensor]:
         cfg: ImprovedGANConfig = self.config.model
