@@ -10,6 +10,7 @@ from condsynth.registry import default_config, parse_config
 NUM_CLASSES = 5
 SIZE = 32
 
+TINY_ATTRIBUTES = "condition.attributes=[Smiling, Eyeglasses, Male]"
 # Overrides that make each method small; a method registered without an entry fails the
 # generic suite on purpose, so no method escapes it.
 TINY: dict[str, list[str]] = {
@@ -40,7 +41,16 @@ TINY: dict[str, list[str]] = {
     "improved_gan": ["model.d_widths=[16,8]", "model.g_widths=[16]", "model.z_dim=8",
                      "model.num_classes=5", "model.minibatch_kernels=4", "model.ema_decay=0.9",
                      "model.historical_averaging=0.01"],
+    "attr2sketch": ["model.ngf=8", "model.z_dim=16", "model.embed_dim=8", TINY_ATTRIBUTES],
+    "sketch2sketch": ["model.ngf=8", "model.ndf=8", "model.growth=4", "model.layers_per_block=2",
+                      "model.levels=2", "model.embed_dim=8", "model.n_layers_d=3",
+                      "model.lambda_perceptual=0", TINY_ATTRIBUTES],
+    "sketch2face": ["model.ngf=8", "model.ndf=8", "model.num_downs=5", "model.n_layers_d=3",
+                    "model.lambda_perceptual=0", TINY_ATTRIBUTES],
 }
+# Methods that train on attribute tables with sketches: batches hold both.
+SKETCH_AND_ATTRIBUTES = ("attr2sketch", "sketch2sketch", "sketch2face")
+SKETCH_OUTPUT = ("attr2sketch", "sketch2sketch")         # methods that draw sketches
 
 
 def tiny_config(method: str, use_instance: bool = True, extra: list[str] = ()) -> Config:
@@ -57,6 +67,8 @@ def tiny_config(method: str, use_instance: bool = True, extra: list[str] = ()) -
 
 def image_channels(config: Config) -> int:
     """Channels of the images the method makes (``data.channels`` where the data says)."""
+    if config.method in SKETCH_OUTPUT:
+        return 1
     return int(getattr(config.data, "channels", 3))
 
 
@@ -80,6 +92,10 @@ def tiny_batch(method: str | Config, seed: int = 0) -> dict:
     if config.data.labeled_batch:                  # the labelled batch of a semi-supervised GAN
         batch["labeled_image"] = torch.rand(batch["image"].shape, generator=g) * 2 - 1
         batch["labeled_class"] = torch.randint(0, NUM_CLASSES, (2,), generator=g)
+    if config.method in SKETCH_AND_ATTRIBUTES:
+        batch["source"] = torch.rand(2, 1, SIZE, SIZE, generator=g) * 2 - 1
+        batch["attributes"] = torch.randint(0, 2, (2, len(spec.attributes)),
+                                            generator=g).float() * 2 - 1
     return batch
 
 

@@ -11,6 +11,7 @@ pass its last entry, or wrap it in a list.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,6 +91,20 @@ def feature_matching_loss(fake: Sequence[Sequence[Tensor]], real: Sequence[Seque
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, sigma^2) || N(0, 1)) summed over all elements, as the SPADE VAE uses it."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def mean_kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) per element, averaged over all elements:
+    -1/2 mean(1 + log sigma^2 - mu^2 - sigma^2), as Di & Patel's CVAE weighs it."""
+    return -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def gaussian_nll(mean: Tensor, logvar: Tensor, target: Tensor) -> Tensor:
+    """Negative log-likelihood of ``target`` under per-pixel Gaussians N(mean, exp(logvar)),
+    summed over all elements: sum 1/2 (log sigma^2 + log 2 pi) + (x - mu)^2 / (2 sigma^2)
+    (the reconstruction term of Di & Patel's CVAE)."""
+    return torch.sum(0.5 * (logvar + math.log(2 * math.pi))
+                     + 0.5 * (target - mean).pow(2) / logvar.exp())
 
 
 def total_variation(x: Tensor) -> Tensor:
@@ -279,11 +294,16 @@ class VGG16FeatureLoss(nn.Module):
         weights_path: a torchvision-format VGG16 state dict (full model or trunk); None = the
             ``CONDSYNTH_VGG16_WEIGHTS`` environment variable, else torchvision's cache file.
             Nothing is ever downloaded.
+        end: the trunk ``features.0`` .. ``features.{end-1}`` is read (23: relu4_3; 4: relu1_2,
+            the layer of Di & Patel's perceptual loss).
+        distance: ``mse`` (Auto-painter) or ``l1`` (Di & Patel) between the activations.
     """
 
-    def __init__(self, weights_path: str | None = None) -> None:
+    def __init__(self, weights_path: str | None = None, end: int = VGG16_RELU4_3_END,
+                 distance: Literal["mse", "l1"] = "mse") -> None:
         super().__init__()
-        self.features = vgg16_feature_layers()
+        self.features = vgg16_feature_layers(end)
+        self.distance = distance
         path = resolve_weights(weights_path or os.environ.get("CONDSYNTH_VGG16_WEIGHTS"),
                                VGG16_CACHE_NAME, "model.vgg_weights", "VGG16")
         load_vgg_features(self.features, path, "VGG16")
@@ -299,4 +319,6 @@ class VGG16FeatureLoss(nn.Module):
         both = torch.cat([fake, real.detach()], 0)             # (2B, 3, H, W) in [-1, 1]
         both = ((both + 1.0) / 2.0 - self.mean) / self.std
         fake_feat, real_feat = self.features(both).chunk(2)     # (B, 512, H/8, W/8) each
+        if self.distance == "l1":
+            return F.l1_loss(fake_feat, real_feat)
         return F.mse_loss(fake_feat, real_feat)

@@ -377,7 +377,8 @@ def write_samples(run_dir: Path, method: Method, samples: SampleSet, step: int,
         style = batch["image"] if Capability.STYLE_IMAGE in method.capabilities() else None
         with method.detached():                # samples change nothing of the model
             fake = method.generate(condition_of(batch, spec), batch_size=samples.rows,
-                                   instance=batch.get("instance"), style=style)
+                                   instance=batch.get("instance"), style=style,
+                                   **method.batch_inputs(batch))
     method.train(was_training)
     pictures: dict[str, np.ndarray] = {}
     rows = []
@@ -471,6 +472,8 @@ def _prepare_from_source(config: Config) -> Config:
             spec.attributes = list(info.attribute_names)
     elif spec.kind == "image" and info.kind == "unpaired":
         spec.image_channels = info.channels
+    if spec.kind == "image" and info.attribute_names and not spec.attributes:
+        spec.attributes = list(info.attribute_names)      # attributes beside a sketch
     elif spec.kind == "label_map":
         raise CondsynthError(f"{config.data.root}: {config.method} is conditioned on label maps "
                              f"but this is {info.layout} data (single images). Fix: give a "

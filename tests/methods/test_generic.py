@@ -37,8 +37,10 @@ def test_capabilities_follow_the_condition(name):
 def test_generate_shapes(name):
     config = tiny_config(name)
     method = build_method(config).eval()
-    condition, instance = generate_inputs(config, tiny_batch(config))
-    image = method.generate(condition, batch_size=2, instance=instance)
+    batch = tiny_batch(config)
+    condition, instance = generate_inputs(config, batch)
+    image = method.generate(condition, batch_size=2, instance=instance,
+                            **method.batch_inputs(batch))
     assert image.shape == (2, image_channels(config), SIZE, SIZE)
     assert image.dtype == torch.float32
     assert image.min() >= -1 and image.max() <= 1
@@ -102,12 +104,13 @@ def test_save_load_equality(name, tmp_path):
             assert torch.equal(value, theirs[key]), f"{net_name}.{key}"
     for key, value in method.method_state().items():
         assert torch.equal(value, loaded.method_state()[key]), key
-    condition, instance = generate_inputs(config, tiny_batch(config))
+    batch = tiny_batch(config)
+    condition, instance = generate_inputs(config, batch)
     method.eval()
     torch.manual_seed(5)
-    a = method.generate(condition, batch_size=2, instance=instance)
+    a = method.generate(condition, batch_size=2, instance=instance, **method.batch_inputs(batch))
     torch.manual_seed(5)
-    b = loaded.generate(condition, batch_size=2, instance=instance)
+    b = loaded.generate(condition, batch_size=2, instance=instance, **method.batch_inputs(batch))
     assert torch.equal(a, b)
 
 

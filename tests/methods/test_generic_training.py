@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from condsynth import checkpoint
 from condsynth.registry import available_methods, build_method
 from condsynth.train import Distributed, ResumableBatches, prepare_config, train
-from tests.tiny import tiny_config
-from tests.toolbox.conftest import write_class_folders
+from tests.tiny import SKETCH_AND_ATTRIBUTES, tiny_config
+from tests.toolbox.conftest import write_attribute_table, write_class_folders
 
 METHODS = available_methods()
 
@@ -28,6 +28,9 @@ def data_for(name: str, scenes: Path, tmp: Path) -> list[str]:
 
         write_dataset(tmp / "rooms", 4, 32, seed=0, test_count=1, progress=False)
         return [f"data.root={tmp / 'rooms'}"]
+    if name in SKETCH_AND_ATTRIBUTES:              # an attribute table, sketches drawn from it
+        return [f"data.root={write_attribute_table(tmp / 'attributes', 4)}",
+                "data.line_extraction=xdog"]
     if kind == "label_map":
         return [f"data.root={scenes}", "condition.num_classes=null"]
     if kind == "image":                            # sketches drawn from the scenes' photos

@@ -27,6 +27,30 @@ def write_class_folders(root: Path, per_class: dict[str, int], seed: int = 0) ->
     return root
 
 
+ATTRIBUTES = ("Smiling", "Eyeglasses", "Male")
+
+
+def write_attribute_table(root: Path, count: int, size: int = 32, seed: int = 0) -> Path:
+    """``root/<i>.png`` + ``root/attributes.csv`` (±1 per attribute of :data:`ATTRIBUTES`):
+    a dark disc on a light ground, its colour and radius following the attributes."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["file," + ",".join(ATTRIBUTES)]
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(count):
+        values = rng.choice([-1, 1], len(ATTRIBUTES))
+        image = np.full((size, size, 3), 220, np.uint8)
+        radius = size / 4 if values[2] > 0 else size / 6
+        disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius ** 2
+        image[disc] = (40, 40, 160) if values[0] > 0 else (160, 40, 40)
+        if values[1] > 0:
+            image[size // 3, size // 4: 3 * size // 4] = 0
+        Image.fromarray(image).save(root / f"{i}.png")
+        rows.append(f"{i}.png," + ",".join(str(int(v)) for v in values))
+    (root / "attributes.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 @pytest.fixture(scope="session")
 def class_data(tmp_path_factory) -> Path:
     return write_class_folders(tmp_path_factory.mktemp("classes"), {"train": 12, "test": 6})

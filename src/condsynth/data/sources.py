@@ -33,6 +33,8 @@ Items (dicts) are deterministic functions of ``(seed, epoch, index)``, as for
 - ``"attributes"``: ``(A,)`` float32, for attribute tables, values as stored;
 - ``"labeled_image"``, ``"labeled_class"``: with ``data.labeled_batch`` in training, a
   labelled item beside every item (see :meth:`SourceDataset.labeled_partner`);
+- ``"source"``: ``(1, H, W)`` the image's XDoG line drawing when ``data.line_extraction`` asks
+  for it (not for unpaired sources, whose ``"source"`` is the A image);
 - unpaired: ``"source"`` is the A image, ``"image"`` a B image drawn from the item's random
   generator, ``"path"`` the A file, plus A's ``"class"`` or ``"attributes"`` when it has them.
 """
@@ -65,6 +67,7 @@ from condsynth.data.layouts import (
     resolve_layout,
     split_bases,
 )
+from condsynth.data.sketches import XDoGParams, image_sketch, random_xdog_params, sketch_to_tensor
 from condsynth.data.transforms import apply_image, draw_params
 from condsynth.errors import ConfigError, DataError
 
@@ -320,6 +323,8 @@ class SourceDataset(torch.utils.data.Dataset):
                                                 np.random.default_rng([self.seed, self.epoch,
                                                                        index, 1]))
             item["labeled_class"] = torch.tensor(int(self.classes[partner]), dtype=torch.int64)
+        if self.data.line_extraction != "none" and source.real is None:
+            item["source"] = self._sketch(item["image"], rng)
         return item
 
     def labeled_partner(self, index: int) -> int:
@@ -332,6 +337,15 @@ class SourceDataset(torch.utils.data.Dataset):
             self._partner_order = rng.permutation(len(self.labeled_indices))
             self._partner_epoch = self.epoch
         return int(self.labeled_indices[self._partner_order[index % len(self.labeled_indices)]])
+
+    def _sketch(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The XDoG line drawing (1, H, W) of an item's transformed image (``xdog_random``:
+        parameters drawn per training item, after every other draw of the item)."""
+        random = self.train and self.data.line_extraction == "xdog_random"
+        lines = random_xdog_params(rng) if random else XDoGParams()
+        pixels = np.round((image.numpy().transpose(1, 2, 0) + 1.0) * 127.5).astype(np.uint8)
+        return sketch_to_tensor(image_sketch(pixels[..., 0] if pixels.shape[2] == 1
+                                             else pixels, lines))
 
     def _image(self, source: Source, index: int, rng: np.random.Generator) -> torch.Tensor:
         image = to_channels(source.read(index), self.data.channels)

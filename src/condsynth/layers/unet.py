@@ -35,11 +35,14 @@ class UNetGenerator(nn.Module):
             (8 for 256x256, giving a 1x1 bottleneck as in the paper).
         norm: normalization inside the network (the outermost and innermost layers have none).
         dropout: dropout 0.5 in the decoder layers next to the bottleneck, the paper's noise.
-    Forward: (B, in_channels, H, W) -> (B, out_channels, H, W) in [-1, 1].
+        vector_size: length of a vector (e.g. attributes) tiled over the bottleneck and
+            concatenated to it before the decoder (0: none, pix2pix's U-Net).
+    Forward: (B, in_channels, H, W) [, (B, vector_size)] -> (B, out_channels, H, W) in [-1, 1].
     """
 
     def __init__(self, in_channels: int, out_channels: int = 3, ngf: int = 64,
-                 num_downs: int = 8, norm: Norm = "batch", dropout: bool = True) -> None:
+                 num_downs: int = 8, norm: Norm = "batch", dropout: bool = True,
+                 vector_size: int = 0) -> None:
         super().__init__()
         if num_downs < 2:
             raise ValueError("a U-Net needs at least 2 down-sampling layers")
@@ -59,7 +62,7 @@ class UNetGenerator(nn.Module):
         dropout_layers = max(num_downs - 5, 0)
         for j in range(num_downs):
             i = num_downs - 1 - j                       # mirrored encoder layer
-            cin = widths[i] if j == 0 else 2 * widths[i]
+            cin = widths[i] + vector_size if j == 0 else 2 * widths[i]
             if i == 0:
                 layers = [nn.ReLU(), nn.ConvTranspose2d(cin, out_channels, 4, 2, 1), nn.Tanh()]
             else:
@@ -69,12 +72,16 @@ class UNetGenerator(nn.Module):
                     layers.append(nn.Dropout(0.5))
             self.up.append(nn.Sequential(*layers))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, vector: Tensor | None = None) -> Tensor:
         skips = []
         for layer in self.down:
             x = layer(x)
             skips.append(x)
-        x = self.up[0](skips.pop())
+        x = skips.pop()
+        if vector is not None:
+            planes = vector[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+            x = torch.cat([x, planes.to(x.dtype)], 1)
+        x = self.up[0](x)
         for layer in self.up[1:]:
             x = layer(torch.cat([skips.pop(), x], dim=1))
         return x

@@ -225,6 +225,11 @@ class Method(nn.Module):
                                 None if instance is None else instance.to(device),
                                 source=f"{self.config.condition.kind} condition")
 
+    def batch_inputs(self, batch: Batch) -> dict[str, Tensor]:
+        """Keyword inputs of :meth:`generate` that a batch holds besides the condition (e.g.
+        the attributes beside a sketch), for the samples page and evaluation; none by default."""
+        return {}
+
     def size_multiple(self) -> int:
         """Input height and width must be multiples of this (the network's down-sampling)."""
         return 1
