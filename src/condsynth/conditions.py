@@ -111,3 +111,44 @@ def describe_condition(spec: ConditionConfig) -> str:
                 + (" (a sketch)" if spec.image_channels == 1 else ""))
     return {"none": "noise only (no condition)", "class": "class",
             "vector": "attribute vector", "label_map": "label map"}[spec.kind]
+
+
+def parse_attributes(text: str, names: list[str], absent: float = -1.0) -> tuple[Tensor, list[str]]:
+    """``"Smiling=1,Eyeglasses=1"`` → a (1, A) attribute vector in the order of ``names``, and
+    notes. Attributes the text does not name take ``absent`` (CelebA's -1: "does not hold"),
+    which a note lists.
+
+    Raises:
+        ConfigError: a malformed pair, a name the model does not know, a name given twice.
+    """
+    import difflib
+
+    import torch
+
+    from condsynth.errors import ConfigError
+
+    values: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            number = float(value) if sep else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise ConfigError(f"--attributes: {item!r} is not NAME=VALUE (e.g. Smiling=1). Fix: "
+                              "write NAME=VALUE pairs separated by commas.")
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"--attributes: '{name}' is not an attribute of this model; {hint}"
+                              f"Fix: use names among: {', '.join(names)}.")
+        if name in values:
+            raise ConfigError(f"--attributes names '{name}' twice. Fix: give it once.")
+        values[name] = number
+    unset = [n for n in names if n not in values]
+    notes = [f"attributes not given are {absent:g}: {', '.join(unset)}"] if unset else []
+    vector = torch.tensor([[values.get(n, absent) for n in names]], dtype=torch.float32)
+    return vector, notes

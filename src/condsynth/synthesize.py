@@ -156,7 +156,8 @@ def _require_sketch_model(method: Method, hints: bool) -> None:
 
 
 def synthesize_sketch(method: Method, sketch: np.ndarray, hints: torch.Tensor | None = None,
-                      seed: int | None = None) -> np.ndarray:
+                      seed: int | None = None,
+                      attributes: torch.Tensor | None = None) -> np.ndarray:
     """(H, W) uint8 sketch (paper 255) + optional (4, H, W) hints → (H, W, 3) uint8 picture.
 
     Any size works: the sketch is resized to the nearest size the network takes (area
@@ -175,6 +176,8 @@ def synthesize_sketch(method: Method, sketch: np.ndarray, hints: torch.Tensor | 
         if (h, w) != (height, width):
             hints_t = F.interpolate(hints_t, size=(h, w), mode="nearest")
         kwargs["hints"] = hints_t
+    if attributes is not None:                        # (1, A): beside the sketch
+        kwargs["attributes"] = attributes.to(device)
     if seed is not None:
         torch.manual_seed(seed)
     fake = method.generate(sketch_t, **kwargs)
@@ -185,7 +188,8 @@ def synthesize_sketch(method: Method, sketch: np.ndarray, hints: torch.Tensor | 
 
 def synthesize_sketch_file(method: Method, sketch_path: str | Path, out_path: str | Path,
                            hints_path: str | Path | None = None,
-                           seed: int | None = None) -> tuple[Path, list[str]]:
+                           seed: int | None = None,
+                           attributes: torch.Tensor | None = None) -> tuple[Path, list[str]]:
     """Colour one sketch file (cleaned as :func:`condsynth.data.sketches.load_sketch` says),
     with an optional hint image; returns the output path and notes about automatic fixes."""
     _require_sketch_model(method, hints_path is not None)
@@ -194,7 +198,7 @@ def synthesize_sketch_file(method: Method, sketch_path: str | Path, out_path: st
     if hints_path is not None:
         hints, hint_notes = load_hints(hints_path, sketch.shape)
         notes += hint_notes
-    save_png(synthesize_sketch(method, sketch, hints, seed), out_path)
+    save_png(synthesize_sketch(method, sketch, hints, seed, attributes), out_path)
     return Path(out_path), notes
 
 

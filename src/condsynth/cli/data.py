@@ -80,6 +80,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_quiet_flag(p)
     p.set_defaults(func=cmd_data_simulate)
 
+    p = data_sub.add_parser(
+        "attributes-from-classes", help="an attribute table from IDX class data: the class "
+        "one-hot and two measured attributes (Bright, Large)",
+        description="Write IDX class data (Fashion-MNIST, MNIST) as an attributes_csv folder: "
+        "OUT/train and OUT/test, PNGs padded to --size and an attributes.csv of Class_* (the "
+        "class, one-hot, ±1), Bright (mean grey of the filled pixels above the training "
+        "median) and Large (share of filled pixels above the training median); "
+        "OUT/attributes.json keeps the medians, to measure generated images the same way.")
+    p.add_argument("--idx", required=True, help="folder of the IDX files")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--size", type=int, default=32, help="pad the images to this size (32)")
+    p.add_argument("--max-items", type=int, help="only the first N training images")
+    p.add_argument("--max-test-items", type=int, help="only the first N test images")
+    add_quiet_flag(p)
+    p.set_defaults(func=cmd_data_attributes)
+
     p = data_sub.add_parser("check", help="report classes, counts, sizes and every problem")
     p.add_argument("dir", help="dataset folder")
     p.add_argument("--layout", default="auto", help="dataset layout (default: detect)")
@@ -114,6 +130,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of --random (same seed, same files)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_data_sketches)
+
+
+def cmd_data_attributes(args: argparse.Namespace) -> int:
+    from condsynth.data.attribute_tables import write_attributes_from_classes
+
+    summary = write_attributes_from_classes(args.idx, args.out, args.size, args.max_items,
+                                            args.max_test_items, progress=not args.quiet)
+    print(json.dumps(summary))
+    return 0
 
 
 def cmd_data_procedural(args: argparse.Namespace) -> int:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from condsynth.cli.common import add_device_flag, add_fast_path_flags, add_quiet_flag
 from condsynth.errors import ConfigError
 
 if TYPE_CHECKING:
+    import torch
+
     from condsynth.methods.base import Method
 
 
@@ -45,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="pipeline runs: an external input of the chain as numbers (repeatable)")
     p.add_argument("--count", type=int, help="pipeline runs: how many samples (default 1)")
+    # Attribute-conditioned runs and pipelines (attributes → sketch → face).
+    p.add_argument("--attributes", metavar="NAME=V,...",
+                   help="attribute values, e.g. \"Smiling=1,Eyeglasses=1\"; attributes not "
+                   "named take --absent (a note lists them)")
+    p.add_argument("--absent", type=float, default=-1.0,
+                   help="value of the attributes --attributes does not name (default -1)")
     add_device_flag(p)
     add_quiet_flag(p)
     p.set_defaults(func=cmd_synthesize)
@@ -62,6 +71,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                           f"{args.run} is a single run")
     method = load(args.run, device=args.device or "auto", precision=args.precision,
                   channels_last=args.channels_last)
+    if args.attributes is not None:
+        return synthesize_attributes(method, args)
     if args.sketch or args.sketches:
         return synthesize_sketches(method, args)
     if args.labels:
@@ -101,6 +112,46 @@ def synthesize_sketches(method: Method, args: argparse.Namespace) -> int:
     return 0
 
 
+def attribute_values(names: list[str], args: argparse.Namespace) -> torch.Tensor:
+    """``--attributes`` as a (1, A) vector in the order of ``names``; notes to stderr."""
+    from condsynth.conditions import parse_attributes
+
+    if not names:
+        raise ConfigError(f"{args.run} is not conditioned on attributes; --attributes does not "
+                          "apply. Fix: leave it out.")
+    vector, notes = parse_attributes(args.attributes, names, args.absent)
+    for note in notes:
+        print(f"condsynth: note: {note}", file=sys.stderr)
+    return vector
+
+
+def synthesize_attributes(method: Method, args: argparse.Namespace) -> int:
+    """A single attribute-conditioned run: ``--attributes`` alone (attributes → picture), or
+    with ``--sketch`` (sketch + attributes → picture)."""
+    import torch
+
+    from condsynth.data.dataset import tensor_to_image
+    from condsynth.pages import save_png
+    from condsynth.synthesize import synthesize_sketch_file
+
+    vector = attribute_values(method.config.condition.attributes, args)
+    if args.sketch:
+        out, notes = synthesize_sketch_file(method, args.sketch, args.out, args.hints,
+                                            args.seed, attributes=vector)
+        for note in notes:
+            print(f"condsynth: note: {note}", file=sys.stderr)
+    elif method.config.condition.kind == "vector":
+        if args.seed is not None:
+            torch.manual_seed(args.seed)
+        save_png(tensor_to_image(method.generate(vector)[0]), args.out)
+        out = args.out
+    else:
+        raise ConfigError(f"this {method.config.method} run draws from a sketch and "
+                          "attributes. Fix: add --sketch S.png.")
+    print(f"wrote {out}")
+    return 0
+
+
 def synthesize_pipeline(args: argparse.Namespace) -> int:
     """``condsynth synthesize`` of a pipeline run: the chain from ``--given`` pictures and
     ``--input`` vectors, every stage's output in ``--out``/index.html."""
@@ -123,6 +174,10 @@ def synthesize_pipeline(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--input {item!r} is not NAME=V1,V2,... (numbers)") from None
         inputs[name] = torch.tensor([values])
+    if args.attributes is not None:
+        if "attributes" in inputs:
+            raise ConfigError("pass the attributes once: --attributes or --input attributes=...")
+        inputs["attributes"] = attribute_values(chain_attribute_names(pipeline, args.run), args)
     count = args.count or 1
     given = {k: v.expand(count, -1, -1, -1) for k, v in given.items()}
     inputs = {k: v.expand(count, -1) for k, v in inputs.items()}
@@ -130,3 +185,15 @@ def synthesize_pipeline(args: argparse.Namespace) -> int:
                            device=args.device or "auto")
     print(f"wrote {page}")
     return 0
+
+
+def chain_attribute_names(pipeline: Any, run: str) -> list[str]:
+    """The attribute names of the first chain step fed ``input:attributes`` (from its stage
+    run's config)."""
+    from condsynth import checkpoint
+
+    for step in pipeline.chain:
+        if "input:attributes" in step.inputs.values():
+            return list(checkpoint.read_config(Path(run) / step.stage).condition.attributes)
+    raise ConfigError(f"the pipeline {pipeline.name} takes no attributes input. Fix: leave "
+                      "--attributes out.")
