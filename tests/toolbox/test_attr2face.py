@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from condsynth.api import load
 from condsynth.cli import main
 from condsynth.conditions import parse_attributes
 from condsynth.config import DataConfig
@@ -242,6 +243,24 @@ def test_attribute_tables_give_xdog_sketches(tmp_path):
     assert "source" not in plain
 
 
+def test_the_celeba_release_gives_attributes_and_sketches(tmp_path):
+    images = tmp_path / "img_align_celeba"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(3):
+        name = f"{i + 1:06d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (40, 36, 3)).astype(np.uint8)).save(images / name)
+        rows.append(f"{name}  {' '.join(['1', '-1', '1'] if i else ['-1', '-1', '1'])}")
+    (tmp_path / "list_attr_celeba.txt").write_text(
+        "3\nSmiling Eyeglasses Male\n" + "\n".join(rows) + "\n")
+    data = DataConfig(root=str(tmp_path), layout="celeba", load_size=SIZE, crop_size=SIZE,
+                      preprocess="fixed", flip=False, line_extraction="xdog")
+    item = open_dataset(data, "train", train=False, seed=0)[1]
+    assert item["attributes"].tolist() == [1.0, -1.0, 1.0]
+    assert item["source"].shape == (1, SIZE, SIZE) and item["image"].shape == (3, SIZE, SIZE)
+
+
 def test_measured_attributes_by_hand():
     images = np.zeros((2, 4, 4), np.uint8)
     images[0, :2, :2] = 200                       # 4 filled pixels of 200
@@ -324,6 +343,15 @@ def test_the_pipeline_trains_and_synthesizes_every_stage(tmp_path, capsys):
     assert main(["synthesize", str(run / "sketch"), "--attributes", "Male=1", "--seed", "1",
                  "--out", str(tmp_path / "sketch.png")]) == 0
     assert np.asarray(Image.open(tmp_path / "sketch.png")).shape[:2] == (SIZE, SIZE)
+    # Stage 2 on stage 1's reconstructions, as the official code trains it.
+    refine = build_method(tiny_config("sketch2sketch",
+                                      extra=[f"model.coarse_run={run / 'sketch'}"]))
+    batch = tiny_batch("sketch2sketch")
+    coarse, target = refine.input_and_target(batch)
+    stage1 = load(run / "sketch", device="cpu")
+    torch.testing.assert_close(coarse, stage1.reconstruct(batch["source"], batch["attributes"]))
+    assert torch.equal(target, batch["source"])
+    assert not any(name.startswith("_stage1") for name, _ in refine.named_parameters())
     drawing = np.full((SIZE, SIZE), 255, np.uint8)
     drawing[8:24, 12] = 0                                     # a line on white paper
     Image.fromarray(drawing).save(tmp_path / "drawing.png")
