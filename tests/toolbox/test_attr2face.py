@@ -144,6 +144,31 @@ def test_stage_2_and_3_generator_terms_by_hand(name, weight, tmp_path):
                                F.binary_cross_entropy_with_logits(pred, torch.ones_like(pred)))
 
 
+def test_a_domain_classifier_as_the_perceptual_network(tmp_path, class_data):
+    from condsynth.metrics.classifier import load_classifier, train_classifier
+
+    path = train_classifier(class_data, tmp_path / "clf.safetensors", steps=2, width=4,
+                            feature_dim=8, batch_size=4, progress=False)
+    config = tiny_config("sketch2face", extra=["model.perceptual_network=classifier",
+                                               f"model.perceptual_weights={path}",
+                                               "model.lambda_perceptual=5.0"])
+    method = build_method(config)
+    batch = tiny_batch(config)
+    out = method.forward_generator(batch)
+    terms = method.generator_step(batch, out)
+    clf = load_classifier(path)
+    with torch.no_grad():
+        expected = (clf.features(out["fake"]) - clf.features(batch["image"])).abs().mean()
+    torch.testing.assert_close(terms["g_perceptual"], 5.0 * expected)
+    terms["g_perceptual"].backward()                  # the term trains the generator
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in method.generator.parameters())
+    missing = build_method(tiny_config("sketch2face", extra=[
+        "model.perceptual_network=classifier", "model.lambda_perceptual=5.0"]))
+    with pytest.raises(ConfigError, match="classifier train"):
+        missing.generator_step(batch, missing.forward_generator(batch))
+
+
 @pytest.mark.parametrize("name", ["sketch2sketch", "sketch2face"])
 def test_stage_2_and_3_discriminator_terms_are_halved(name):
     method = build_method(tiny_config(name))

@@ -39,7 +39,9 @@ Where this differs from the official code, and why:
   sketches. A pipeline chains the trained stages at sampling time.
 - The perceptual network is VGG16's relu1_2 (official) from a local file
   (``model.perceptual_weights``, never downloaded) on images at their own size (the official
-  code resizes to 224 first); sketches go in as three equal channels, as there.
+  code resizes to 224 first); sketches go in as three equal channels, as there. Where ImageNet
+  features mean little (grey 28x28 garments), ``model.perceptual_network=classifier`` takes the
+  penultimate features of a condsynth domain classifier file instead.
 - Stage 3 uses pix2pix's U-Net (4x4 convolutions, batch norm) with the attributes tiled at the
   bottleneck; the official ``ConUnetGenerator`` adds two residual blocks there.
 """
@@ -49,7 +51,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -123,14 +125,40 @@ def _attributes_of(values: Tensor | None, names: list[str], method: str, device:
 
 class PerceptualLoss(nn.Module):
     """Di & Patel's perceptual term: L1 between the activations of a fixed network for fake
-    and real pictures; 1-channel pictures go in as three equal channels. Built from VGG16's
-    trunk up to ``end`` (relu1_2 by default) with weights read from a local file."""
+    and real pictures.
 
-    def __init__(self, weights_path: str | None, end: int = VGG16_RELU1_2_END) -> None:
+    ``network``: ``vgg16`` (official): VGG16's trunk up to ``end`` (relu1_2 by default) with
+    weights read from a local torchvision file, 1-channel pictures given as three equal
+    channels; ``classifier``: a condsynth domain classifier file (``condsynth classifier
+    train``), its penultimate features (for data where no ImageNet network applies).
+    Takes (B, C, H, W) fake and real in [-1, 1]; returns a scalar.
+    """
+
+    def __init__(self, network: str, weights_path: str | None,
+                 end: int = VGG16_RELU1_2_END) -> None:
         super().__init__()
-        self.vgg = VGG16FeatureLoss(weights_path, end=end, distance="l1")
+        self.network = network
+        if network == "classifier":
+            from condsynth.metrics.classifier import load_classifier
+
+            if not weights_path:
+                raise ConfigError("model.perceptual_network is classifier but "
+                                  "model.perceptual_weights names no file. Fix: train one with "
+                                  "`condsynth classifier train --data DIR --out F.safetensors` "
+                                  "and set model.perceptual_weights=F.safetensors.")
+            self.classifier = load_classifier(weights_path)
+            self.classifier.net.requires_grad_(False).eval()
+        else:
+            self.vgg = VGG16FeatureLoss(weights_path, end=end, distance="l1")
 
     def forward(self, fake: Tensor, real: Tensor) -> Tensor:
+        if self.network == "classifier":
+            clf = self.classifier
+            clf.device = fake.device
+            clf.net.to(fake.device)
+            fake_features = clf.net(clf.prepare(fake))[0]          # (B, F), with gradients
+            real_features = clf.net(clf.prepare(real.detach()))[0]
+            return F.l1_loss(fake_features, real_features.detach())
         if fake.shape[1] == 1:
             fake, real = fake.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1)
         return self.vgg(fake, real)
@@ -353,9 +381,12 @@ class SketchGanConfig:
     norm_d: DiscriminatorNorm = "batch"       # official: batch norm
     lambda_adv: float = ranged(1.0, at_least=0)
     lambda_l1: float = ranged(50.0, at_least=0)        # official lambda_A
-    perceptual_weights: str | None = None   # torchvision VGG16 state dict (a trunk up to
-                                            # relu1_2 is enough); None = $CONDSYNTH_VGG16_WEIGHTS
-                                            # or torchvision's cache; never downloaded
+    perceptual_network: Literal["vgg16", "classifier"] = "vgg16"   # the fixed network
+                                            # (classifier: a condsynth domain classifier file)
+    perceptual_weights: str | None = None   # vgg16: a torchvision VGG16 state dict (a trunk up
+                                            # to relu1_2 is enough), None = $CONDSYNTH_VGG16_
+                                            # WEIGHTS or torchvision's cache; classifier: the
+                                            # .safetensors file. Never downloaded.
     perceptual_end: int = ranged(VGG16_RELU1_2_END, at_least=1, at_most=30)  # VGG16 trunk
                                             # features.0 .. end-1 (4: relu1_2, official)
 
@@ -467,7 +498,7 @@ class _SketchGan(Method):
         """The perceptual network, loaded from its weights file on first use."""
         if self.perceptual is None:
             cfg = self.config.model
-            self.perceptual = PerceptualLoss(cfg.perceptual_weights,
+            self.perceptual = PerceptualLoss(cfg.perceptual_network, cfg.perceptual_weights,
                                              cfg.perceptual_end).to(self.device)
         return self.perceptual
 
