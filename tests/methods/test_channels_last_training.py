@@ -68,6 +68,8 @@ def phase_gradients(name: str, batch_size: int, channels_last: bool
 def test_channels_last_training_computes_the_same_gradients(name, batch_size):
     if name in TIES:
         pytest.skip("max pooling over exact ties: the layouts pick different maxima")
+    if batch_size < build_method(tiny_config(name)).min_batch_size:
+        pytest.skip(f"{name} trains on batches of at least two")
     contiguous = phase_gradients(name, batch_size, channels_last=False)
     channels_last = phase_gradients(name, batch_size, channels_last=True)
     assert contiguous.keys() == channels_last.keys()

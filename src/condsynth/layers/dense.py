@@ -70,7 +70,7 @@ class DenseUNet(nn.Module):
         in_channels: channels of the input picture (1 for a sketch).
         out_channels: channels of the output picture.
         vector_size: length of the conditioning vector (attributes); 0 for none.
-        embed_size: the vector is embedded to this length (Linear-BN-ReLU), tiled over the
+        embed_size: the vector is embedded to this length (Linear-ReLU), tiled over the
             bottleneck and concatenated to it.
         ngf: channels of the stem convolution.
         growth: channels each dense layer adds.
@@ -100,8 +100,7 @@ class DenseUNet(nn.Module):
             self.downs.append(TransitionDown(block.out_channels, channels))
         self.embed = None
         if vector_size:
-            self.embed = nn.Sequential(nn.Linear(vector_size, embed_size, bias=False),
-                                       nn.BatchNorm1d(embed_size), nn.ReLU())
+            self.embed = nn.Sequential(nn.Linear(vector_size, embed_size), nn.ReLU())
         joint_in = channels + (embed_size if vector_size else 0)
         self.joint = nn.Sequential(nn.Conv2d(joint_in, channels, 3, padding=1, bias=False),
                                    nn.BatchNorm2d(channels), nn.ReLU())

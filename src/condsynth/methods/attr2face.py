@@ -263,6 +263,7 @@ class Attr2Sketch(Method):
 
     network_names = ("encoder", "generator")
     inference_networks = ("encoder", "generator")      # q_beta is part of sampling
+    min_batch_size = 2          # batch norm over the fully connected codes, as the official code
     condition_kinds = ("vector",)
     optim_defaults = OptimDefaults(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999)
     config_defaults: ClassVar[dict[str, dict[str, Any]]] = {
@@ -272,6 +273,12 @@ class Attr2Sketch(Method):
         super().__init__(config)
         cfg: Attr2SketchConfig = config.model
         size = _check_square_power_of_two(config, "attr2sketch", 32)
+        if config.train.batch_size < self.min_batch_size:
+            raise ConfigError(f"attr2sketch normalizes its fully connected codes with batch norm "
+                              f"(as the official code), which needs batches of at least "
+                              f"{self.min_batch_size}; train.batch_size is "
+                              f"{config.train.batch_size}. Fix: --batch-size 2 or more (the "
+                              "paper's is 128).")
         if not config.condition.attributes:
             raise ConfigError("attr2sketch needs the attribute names (condition.attributes); "
                               "they come from the data. Fix: give --data with an "

@@ -190,6 +190,9 @@ class Method(nn.Module):
     config_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     # The condition kinds the method takes (checked when it is built).
     condition_kinds: ClassVar[tuple[str, ...]] = ("label_map", "image")
+    # The smallest training batch the method can learn from (batch norm over fully connected
+    # features needs two items); the method refuses a smaller train.batch_size.
+    min_batch_size: ClassVar[int] = 1
     # The settings that decide :meth:`size_multiple`, named in errors about sizes.
     size_settings: ClassVar[str] = "the model.* setting of its down-sampling"
 
