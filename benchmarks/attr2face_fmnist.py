@@ -21,6 +21,7 @@ last stage alone reaches) put them in context.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from itertools import product
@@ -90,8 +91,8 @@ def main() -> None:
     # Context: real test images, and the last stage on real test sketches.
     from condsynth.data.sources import open_dataset
 
-    stage_config = methods[last].config
-    test = open_dataset(stage_config.data, "test", train=False, seed=0)
+    test_data = dataclasses.replace(methods[last].config.data, root=str(data))
+    test = open_dataset(test_data, "test", train=False, seed=0)
     items = [test[i] for i in range(min(len(test), 1000))]
     real = torch.stack([i["image"] for i in items])
     real_attr = torch.stack([i["attributes"] for i in items])

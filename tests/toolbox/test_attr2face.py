@@ -91,10 +91,20 @@ def test_stage1_samples_from_noise_and_attributes_alone():
     method = build_method(tiny_config("attr2sketch")).eval()
     attributes = torch.tensor([[1.0, -1.0, 1.0]])
     z = torch.randn(1, method.latent_size())
+    torch.manual_seed(0)
     a = method.generate(attributes, z=z)
     assert a.shape == (1, 1, SIZE, SIZE)
-    assert torch.equal(a, method.generate(attributes, z=z))             # z fixes the sketch
-    assert not torch.equal(a, method.generate(-attributes, z=z))        # attributes matter
+    assert not torch.equal(a, method.generate(attributes, z=z))     # z drawn from q_beta
+    torch.manual_seed(0)
+    assert torch.equal(a, method.generate(attributes, z=z))
+    mean = build_method(tiny_config("attr2sketch", extra=["model.sample_posterior=false"]))
+    mean.load_state_dict(method.state_dict())
+    mean.eval()
+    b = mean.generate(attributes, z=z)
+    assert torch.equal(b, mean.generate(attributes, z=z))            # z alone fixes the sketch
+    mu, _ = mean.encoder.q_noise(z, attributes)
+    torch.testing.assert_close(b, mean.generator(mu)[0])
+    assert not torch.equal(b, mean.generate(-attributes, z=z))       # attributes matter
     with pytest.raises(DataError, match="attribute values"):
         method.generate(torch.ones(1, 5))
     with pytest.raises(DataError, match="none were given"):

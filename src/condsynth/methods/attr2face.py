@@ -10,7 +10,7 @@ xingdi1990/Attribute2Sketch2Face), as three methods that run one after another:
                  KL(q_beta || N(0, I)) + KL(q_phi || N(0, I))
                  + 1e-4 * [NLL(sketch | z_phi) + NLL(sketch | z_beta)],
                  the KL terms per element averaged, the Gaussian NLL summed over every pixel.
-                 Sampling: noise n and attributes → z = mean of q_beta → decoder mean.
+                 Sampling: noise n and attributes → z ~ q_beta → decoder mean.
 ``sketch2sketch`` **Stage 2**, coarse sketch → sharp sketch: a U-Net of dense blocks
                  (:class:`~condsynth.layers.dense.DenseUNet`) with the encoded attributes
                  joined at its bottleneck, a PatchGAN on (coarse, refined) pairs; the generator
@@ -175,6 +175,9 @@ class Attr2SketchConfig:
     lambda_kl_sketch: float = ranged(1.0, at_least=0)   # KL(q_phi(z | sketch, a) || N(0, I))
     lambda_kl_noise: float = ranged(1.0, at_least=0)    # KL(q_beta(z | noise, a) || N(0, I))
     lambda_nll: float = ranged(1e-4, at_least=0)   # both Gaussian NLLs (sums over pixels)
+    sample_posterior: bool = True   # sampling: z drawn from q_beta(z | n, a) as the official
+                                    # test does (torch's RNG); false: its mean, so that the
+                                    # noise n alone fixes the sketch
 
 
 class CVAEEncoder(nn.Module):
@@ -338,7 +341,8 @@ class Attr2Sketch(Method):
         Args:
             cond: (B, A) attribute values, in the order of ``condition.attributes``.
             z: (B, z_dim) noise n that q_beta reads; None = B draws of N(0, I) (torch's global
-                RNG). The latent is q_beta's mean for that noise.
+                RNG). The latent is drawn from q_beta for that noise (torch's global RNG), or is
+                its mean with ``model.sample_posterior`` false.
             batch_size, style, instance: unused.
         Returns:
             (B, 1, S, S) sketches in [-1, 1] (the decoder's per-pixel mean).
@@ -355,8 +359,9 @@ class Attr2Sketch(Method):
             raise ConfigError(f"z of shape {tuple(z.shape)}; this model takes ({count}, {z_dim})")
         modes = self._eval()
         try:
-            mu, _ = self.encoder.q_noise(z.to(self.device).float(), attributes)
-            return self.generator(mu)[0]
+            mu, logvar = self.encoder.q_noise(z.to(self.device).float(), attributes)
+            latent = reparameterize(mu, logvar) if self.config.model.sample_posterior else mu
+            return self.generator(latent)[0]
         finally:
             for m, mode in modes.items():
                 m.train(mode)
