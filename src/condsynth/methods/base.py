@@ -230,7 +230,7 @@ class Method(nn.Module):
 
     def batch_inputs(self, batch: Batch) -> dict[str, Tensor]:
         """Keyword inputs of :meth:`generate` that a batch holds besides the condition (e.g.
-        the attributes beside a sketch), for the samples page and evaluation; none by default."""
+        the attributes beside a sketch), for the training's samples page; none by default."""
         return {}
 
     def size_multiple(self) -> int:
