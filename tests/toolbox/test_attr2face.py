@@ -393,3 +393,21 @@ def test_the_pipeline_trains_and_synthesizes_every_stage(tmp_path, capsys):
     assert main(["synthesize", str(run / "image"), "--attributes", "Male=1", "--sketch",
                  str(tmp_path / "drawing.png"), "--out", str(tmp_path / "face.png")]) == 0
     assert Image.open(tmp_path / "face.png").size == (SIZE, SIZE)
+
+
+def test_the_shipped_pipelines_resolve():
+    from condsynth.pipeline import load_pipeline, pipeline_presets
+    from condsynth.registry import parse_config
+
+    assert {"attr2sketch2face", "attr2sketch2face_fmnist_cpu"} <= set(pipeline_presets())
+    paper = load_pipeline("attr2sketch2face")
+    configs = {s.name: parse_config(s.config) for s in paper.stages}
+    assert [c.method for c in configs.values()] == ["attr2sketch", "sketch2sketch",
+                                                    "sketch2face"]
+    assert configs["refine"].model.lambda_perceptual == 10.0
+    assert configs["face"].model.lambda_perceptual == 5.0
+    assert all(c.data.crop_size == 64 and c.train.batch_size == 128 for c in configs.values())
+    assert [s.inputs for s in paper.chain] == [
+        {"cond": "input:attributes"}, {"cond": "sketch", "attributes": "input:attributes"},
+        {"cond": "refine", "attributes": "input:attributes"}]
+    assert len(load_pipeline("attr2sketch2face_fmnist_cpu").stages) == 3
