@@ -52,6 +52,11 @@ LOSS_NAMES = {
               "D_real": ("d_real", 1.0), "D_Fake": ("d_fake", 1.0)},
 }
 NETWORKS = {"G": "generator", "D": "discriminator"}
+# Bound on D's relL2 after three steps. The README's 0.1 rests on one machine's float orders
+# (SPADE's D at most 0.036 there). On an AMD EPYC, condsynth's own SPADE run differs from
+# itself by 0.12 (AVX-512 vs scalar ATen kernels) to 0.20 (oneDNN limited to AVX2), and from
+# the official weights by 0.087 to 0.167; the wrong step orders are at 0.94 and 1.0.
+AFTER_3_D = {"pix2pixhd": 0.1, "spade": 0.4}
 
 
 def kind_of(case: Path) -> str:
@@ -260,12 +265,14 @@ def check_trajectory(case: Path, method: Any, records: list[dict[str, Any]],
 
 def check_after_3(case: Path, after_3: dict[str, dict[str, torch.Tensor]], tmp_path: Path,
                   report: dict[str, Any], rel_l2: Any) -> None:
-    """The weights after the last iteration, coarsely: relL2 of the update <= 0.15 (G), 0.1 (D)."""
+    """The weights after the last iteration, coarsely: relL2 of the update <= 0.15 (G) and
+    0.1 (D; SPADE's 0.4, see AFTER_3_D)."""
     official_3 = import_official(case, case / "expected" / "checkpoint_after_3",
                                  tmp_path / "after_3")
     report["after_3"] = rel_l2(after_3, official_3)
-    assert report["after_3"]["generator"] <= 0.15 and report["after_3"]["discriminator"] <= 0.1, \
-        report["after_3"]
+    bound_d = AFTER_3_D[kind_of(case)]
+    assert report["after_3"]["generator"] <= 0.15 and \
+        report["after_3"]["discriminator"] <= bound_d, report["after_3"]
 
 
 @pytest.mark.parametrize("name", CASES)
