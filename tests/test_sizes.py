@@ -32,12 +32,23 @@ def test_pix2pix_trains_at_the_size_asked_for(scenes, tmp_path):
 
 
 def test_a_size_the_network_cannot_take_names_the_setting(scenes, tmp_path, capsys):
+    # The official networks (5 doublings) take multiples of 32 only.
     code = main(["train", "--method", "spade", "--data", str(scenes), "--run",
-                 str(tmp_path / "run"), "--size", "48", *FAST, "model.lambda_vgg=0"])
+                 str(tmp_path / "run"), "--size", "48", *FAST, "model.lambda_vgg=0",
+                 "model.fit_size=false"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "48x48" in err and "multiple of 32" in err and "--size 64" in err
     assert "model.num_upsampling_layers" in err
+
+
+def test_spade_fits_its_up_samplings_to_a_small_size(scenes, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "--method", "spade", "--data", str(scenes), "--run", str(run),
+                 "--size", "48", *FAST, "model.lambda_vgg=0"])
+    assert code == 0, capsys.readouterr().err
+    assert "model.num_upsampling 3 instead of 5" in capsys.readouterr().out
+    assert "num_upsampling: 3" in (run / "config.yaml").read_text()
 
 
 def test_style_image_without_a_style_encoder_is_an_error(scenes, tmp_path, capsys):
