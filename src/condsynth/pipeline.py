@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,6 +333,25 @@ def with_overrides(pipeline: Pipeline, overrides: Sequence[str]) -> Pipeline:
     return parse_pipeline(out.to_dict(), where=f"pipeline {pipeline.name}")
 
 
+def _flat(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"section.key": value}`` (an empty mapping is a value)."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def changed_settings(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """``key=value`` of every setting of a stage's config that ``after`` changes, except
+    ``train.max_steps`` (the one a started stage follows on resume)."""
+    old, new = _flat(before), _flat(after)
+    return [f"{k}={new.get(k)}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k) and k != "train.max_steps"]
+
+
 def stage_dir(run_dir: str | Path, stage: str) -> Path:
     return Path(run_dir) / stage
 
@@ -387,8 +407,12 @@ def train_pipeline(pipeline: Pipeline, run_dir: str | Path, overrides: Sequence[
 
     run_dir = Path(run_dir)
     saved_path = run_dir / PIPELINE_FILE
+    ignored: dict[str, list[str]] = {}
     if resume:
-        pipeline = with_overrides(read_pipeline(run_dir), overrides)
+        saved = read_pipeline(run_dir)
+        pipeline = with_overrides(saved, overrides)
+        ignored = {s.name: changed_settings(saved.stage(s.name).config, s.config)
+                   for s in pipeline.stages}
     else:
         pipeline = with_overrides(pipeline, overrides)
         if saved_path.is_file() and not overwrite:
@@ -424,6 +448,10 @@ def train_pipeline(pipeline: Pipeline, run_dir: str | Path, overrides: Sequence[
             continue
         # The run's own config (what prepare_config resolved from the data), with the
         # schedule the description now asks for.
+        if resume and ignored.get(stage.name):
+            print(f"condsynth: warning: {where} has started (step {step}): only "
+                  "train.max_steps applies to it on resume; these settings are ignored: "
+                  f"{', '.join(ignored[stage.name])}", file=sys.stderr)
         config = checkpoint.read_config(run)
         wanted = parse_config(copy.deepcopy(stage.config), where=where)
         config.train.max_steps = wanted.train.max_steps
@@ -556,6 +584,34 @@ def write_chain_page(result: ChainResult, out: str | Path, title: str,
     return out / "index.html"
 
 
+def attribute_names(pipeline: Pipeline, run_dir: str | Path) -> list[str] | None:
+    """The attribute names of the first chain step fed ``input:attributes`` (from its stage
+    run's config), or None when no step takes the ``attributes`` input."""
+    from condsynth import checkpoint
+
+    for step in pipeline.chain:
+        if INPUT_PREFIX + "attributes" in step.inputs.values():
+            config = checkpoint.read_config(stage_dir(run_dir, step.stage))
+            return list(config.condition.attributes)
+    return None
+
+
+def random_attributes(names: Sequence[str], count: int, seed: int) -> Tensor:
+    """``count`` attribute vectors for ``condsynth sample``: each attribute +1 or -1 with
+    equal odds, from ``torch.Generator().manual_seed(seed)`` (apart from the chain's noise,
+    so a sample's attributes and its ``synthesize --attributes`` recipe agree)."""
+    generator = torch.Generator().manual_seed(seed)
+    bits = torch.randint(0, 2, (count, len(names)), generator=generator)
+    return bits.float() * 2 - 1
+
+
+def attribute_text(names: Sequence[str], vector: Tensor) -> str:
+    """One vector as ``--attributes`` text: ``NAME=V`` of every attribute not at -1 (the
+    ``--absent`` default)."""
+    return ",".join(f"{name}={float(v):g}" for name, v in zip(names, vector.tolist(),
+                                                             strict=True) if float(v) != -1)
+
+
 def sample_pipeline(run_dir: str | Path, count: int, out: str | Path, seed: int = 0,
                     inputs: dict[str, Tensor] | None = None,
                     given: dict[str, Tensor] | None = None, device: str = "auto",
@@ -565,10 +621,19 @@ def sample_pipeline(run_dir: str | Path, count: int, out: str | Path, seed: int 
     if count < 1:
         raise ConfigError(f"--count {count}: give at least 1")
     pipeline, methods, notes = load_chain(run_dir, device)
+    inputs = dict(inputs or {})
+    drawn = []
+    names = attribute_names(pipeline, run_dir) if "attributes" not in inputs else None
+    if names is not None:
+        inputs["attributes"] = random_attributes(names, count, seed)
+        drawn = [f"attributes drawn at random: each +1 or -1 with equal odds (seed {seed}); "
+                 "as --attributes (the others -1):",
+                 *[f"sample {i}: {attribute_text(names, v) or '(all -1)'}"
+                   for i, v in enumerate(inputs["attributes"])]]
     torch.manual_seed(seed)
     result = run_chain(pipeline, methods, count, inputs, given, batch_size)
     notes = [f"pipeline {pipeline.name}: {' → '.join(result.outputs)}, seed {seed}",
-             *[f"{name} given, not generated" for name in (given or {})], *notes]
+             *[f"{name} given, not generated" for name in (given or {})], *notes, *drawn]
     resized = [s.stage for s in pipeline.chain for k, v in s.inputs.items()
                if not v.startswith(INPUT_PREFIX) and v in result.outputs
                and result.outputs[v].dim() == 4

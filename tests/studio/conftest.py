@@ -185,3 +185,35 @@ def sample_recipe(method: Any, seed: int, cls: int | None = None, seed_b: int | 
     cond = None if cls is None else torch.tensor([cls])
     torch.manual_seed(seed)
     return tensor_to_image(method.generate(cond, z=z)[0])
+
+
+# The attributes → sketch → image pipeline, as small as it trains.
+ATTRIBUTE_PIPELINE_SMALL = [
+    "train.max_steps=1", "train.batch_size=2", "train.sample_every=100",
+    "train.checkpoint_every=1", "train.num_samples=2", "train.tensorboard=false",
+    "data.channels=3", "sketch.model.ngf=8", "sketch.model.z_dim=8", "sketch.model.embed_dim=8",
+    "refine.model.ngf=8", "refine.model.growth=4", "refine.model.embed_dim=8",
+    "refine.model.ndf=8", "image.model.ngf=8", "image.model.ndf=8",
+    # After one step the first stage draws flat grey (its batch norms' running statistics
+    # have barely moved); after 30 on the whole table its sketches vary with z.
+    "sketch.train.max_steps=30", "sketch.train.batch_size=6"]
+
+
+@pytest.fixture(scope="session")
+def attribute_pipeline(tmp_path_factory) -> Path:
+    """attr2sketch2face_fmnist_cpu trained (30, 1 and 1 steps) on a 6-row attribute table
+    (Smiling, Eyeglasses, Male); its stage ``sketch`` is an attributes -> picture run."""
+    from condsynth.cli import main
+    from tests.toolbox.conftest import write_attribute_table
+
+    root = tmp_path_factory.mktemp("attribute_pipeline")
+    data = write_attribute_table(root / "data", 6)
+    run = root / "faces"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", "--config", "attr2sketch2face_fmnist_cpu", "--run", str(run),
+                     "--data", str(data), "--quiet", *ATTRIBUTE_PIPELINE_SMALL]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return run

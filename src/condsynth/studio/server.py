@@ -50,6 +50,14 @@ A sample model with a latent draws its codes from generators of their own::
 
 (``z = z_a`` without ``seed_b``); one without a latent is ``torch.manual_seed(seed)`` and
 ``method.generate(cond, batch_size=1)``. Greyscale models answer with a greyscale PNG.
+
+Attributes: a model whose ``describe`` lists ``attributes`` (an attributes -> picture run such
+as attr2sketch, or a pipeline whose chain takes ``input:attributes``) needs ``attributes`` in
+the request: one number per name, in that order, 1 for on and -1 for off (the page's toggles).
+Its picture is ``torch.manual_seed(seed)`` and ``method.generate(attributes)`` (a pipeline:
+``run_chain(..., 1, {"attributes": attributes})``), which is what ``condsynth synthesize RUN
+--attributes "NAME=1,..." --seed SEED`` does with the attributes that are on (the others take
+the ``--absent`` default, -1): the same pixels.
 """
 
 from __future__ import annotations
@@ -312,6 +320,8 @@ class StudioModel:
             self.mode = "sketch"
         elif capabilities & {Capability.UNCONDITIONAL, Capability.CLASS}:
             self.mode = "sample"
+        elif Capability.ATTRIBUTES in capabilities and spec.kind == "vector":
+            self.mode = "sample"                 # attributes -> picture: toggles and a seed
         else:
             raise CondsynthError(
                 f"{run_dir}: this {config.method} run is conditioned on a "
@@ -329,10 +339,14 @@ class StudioModel:
             self.things = frozenset(c["id"] for c in self.classes if c["thing"])
         elif Capability.CLASS in capabilities:
             self.classes = sample_classes(spec)
+        # Attribute names of an attributes -> picture model (toggles in the page).
+        self.attributes: list[str] = (list(spec.attributes) if self.mode == "sample"
+                                      and Capability.ATTRIBUTES in capabilities else [])
         # Sample mode: the length of z when the model samples from a latent the studio can
         # draw and walk in, else None (another seed is then the only control).
         self.latent_size = (method.latent_size() if self.mode == "sample"
-                            and Capability.LATENT in capabilities else None)
+                            and Capability.LATENT in capabilities and not self.attributes
+                            else None)
         # Which controls apply: what the method declares it can do.
         self.hints = Capability.HINTS in capabilities
         self.style_image = self.mode == "paint" and Capability.STYLE_IMAGE in capabilities
@@ -362,7 +376,7 @@ class StudioModel:
             "style_image": self.style_image, "random": self.random,
             "looks": {str(c): k for c, k in sorted(self.clusters.items())},
             "hints": self.hints, "latent": self.latent_size is not None,
-            "latent_size": self.latent_size,
+            "latent_size": self.latent_size, "attributes": self.attributes,
         }
 
     # ----------------------------------------------------------------------------- checks
@@ -454,6 +468,14 @@ class StudioModel:
         if seed_b is not None:
             z = (1 - t) * z + t * latent_code(seed_b, self.latent_size)
         return self._run(seed, lambda: method.generate(cond, z=z.to(method.device)))
+
+    def attribute_sample(self, seed: int,
+                         attributes: torch.Tensor) -> tuple[np.ndarray, float, list[str]]:
+        """An attributes -> picture model's picture: ``torch.manual_seed(seed)`` then
+        ``generate(attributes)`` ((1, A)), as ``condsynth synthesize RUN --attributes ...
+        --seed S`` makes it."""
+        method = self.method
+        return self._run(seed, lambda: method.generate(attributes.to(method.device)))
 
     def look_thumbnails(self) -> list[dict[str, Any]]:
         """pix2pixHD: ``[{"id": class, "looks": [data URL, ...]}]``, one small picture per
@@ -874,8 +896,11 @@ class StudioHandler(BaseHTTPRequestHandler):
         seed = _seed(request.get("seed", 0), "seed")
         h, w = model.height, model.width
         stages = None
+        attributes = _attributes(request.get("attributes"), model)
         if isinstance(model, PipelineModel):               # every stage's picture as well
-            picture, ms, notes, stages = model.chain(seed)
+            picture, ms, notes, stages = model.chain(seed, attributes)
+        elif attributes is not None:
+            picture, ms, notes = model.attribute_sample(seed, attributes)
         elif model.mode == "sample":
             picture, ms, notes = model.sample(seed, *_sample_request(request, model))
         elif model.mode == "sketch":
@@ -1009,6 +1034,33 @@ def _sample_request(request: dict[str, Any],
     return cls, seed_b, float(t)
 
 
+def _attributes(raw: Any, model: StudioModel) -> torch.Tensor | None:
+    """The ``attributes`` of a generate request as a (1, A) vector, checked against the
+    model's attribute names: one number per attribute, each from -1 (off, the ``--absent``
+    default of ``synthesize``) to 1 (on). None for a model without attributes."""
+    names = model.attributes
+    if not names:
+        if raw is not None:
+            raise StudioError(HTTPStatus.BAD_REQUEST, f"attributes: model {model.id} takes no "
+                              "attributes; leave them out")
+        return None
+    listed = ", ".join(names)
+    if raw is None:
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"attributes are missing: model {model.id} "
+                          f"takes one value per attribute ({listed}), 1 on and -1 off")
+    if not isinstance(raw, list) or len(raw) != len(names):
+        got = f"{len(raw)} values" if isinstance(raw, list) else repr(raw)
+        raise StudioError(HTTPStatus.BAD_REQUEST, f"attributes: {got}, expected a list of "
+                          f"{len(names)} numbers, one per attribute of model {model.id} "
+                          f"({listed})")
+    for name, value in zip(names, raw, strict=True):
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not -1 <= value <= 1):                                  # NaN too
+            raise StudioError(HTTPStatus.BAD_REQUEST, f"attributes: {name} is {value!r}; "
+                              "expected a number from -1 (off) to 1 (on)")
+    return torch.tensor([raw], dtype=torch.float32)
+
+
 def _looks(raw: Any, what: str) -> dict[int, int]:
     """``{"8": 2}`` (JSON keys are strings) -> ``{8: 2}``."""
     if raw is None:
@@ -1030,13 +1082,17 @@ class PipelineModel(StudioModel):
     is the last stage's picture and every stage's picture, in chain order."""
 
     def __init__(self, model_id: str, run_dir: str | Path, device: str = "auto") -> None:
-        from condsynth.pipeline import load_chain
+        from condsynth.pipeline import attribute_names, load_chain
 
         self.pipeline, self.methods, self.load_notes = load_chain(run_dir, device)
-        if self.pipeline.inputs:
+        others = [name for name in self.pipeline.inputs if name != "attributes"]
+        if others:
             raise CondsynthError(f"{run_dir}: this pipeline takes the inputs "
-                                 f"{', '.join(self.pipeline.inputs)}, which the studio cannot "
-                                 "give yet. Fix: use `condsynth synthesize --input ...`.")
+                                 f"{', '.join(others)}, which the studio cannot give yet "
+                                 "(it gives attributes). Fix: use `condsynth synthesize "
+                                 "--input ...`.")
+        self.attributes = (attribute_names(self.pipeline, run_dir) or []
+                           if "attributes" in self.pipeline.inputs else [])
         self.id = model_id
         self.run_dir = Path(run_dir)
         self.method = self.methods[self.pipeline.chain[-1].stage]
@@ -1056,15 +1112,18 @@ class PipelineModel(StudioModel):
         return {**super().describe(), "method": f"pipeline {self.pipeline.name}",
                 "stages": [step.stage for step in self.pipeline.chain]}
 
-    def chain(self, seed: int) -> tuple[np.ndarray, float, list[str], list[dict[str, str]]]:
-        """The chain for one sample: the last picture, ms, notes and every stage's picture
-        (``[{"stage", "image": data URL}]``)."""
+    def chain(self, seed: int, attributes: torch.Tensor | None = None
+              ) -> tuple[np.ndarray, float, list[str], list[dict[str, str]]]:
+        """The chain for one sample (with the (1, A) ``attributes`` when the chain takes
+        them): the last picture, ms, notes and every stage's picture (``[{"stage", "image":
+        data URL}]``)."""
         from condsynth.pipeline import run_chain
 
         outputs: dict[str, torch.Tensor] = {}
+        inputs = {} if attributes is None else {"attributes": attributes}
 
         def generate() -> torch.Tensor:
-            outputs.update(run_chain(self.pipeline, self.methods, 1).outputs)
+            outputs.update(run_chain(self.pipeline, self.methods, 1, inputs).outputs)
             return outputs[self.pipeline.chain[-1].stage]
 
         picture, ms, notes = self._run(seed, generate)

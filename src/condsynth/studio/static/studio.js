@@ -92,6 +92,7 @@ function newDocument(m) {
     doc.seedB = 1;                // the other end of the walk
     doc.walk = 0;                 // percent of the way from A (seed) to B (seedB)
     doc.classId = 0;
+    doc.attributes = (m.attributes || []).map(() => -1);   // every attribute off (-1)
   }
   return doc;
 }
@@ -408,6 +409,7 @@ function generateRequest() {
     if (d.hints.some((v, i) => i % 4 === 3 && v > 0)) request.hints = packArray(d.hints, "uint8", 4);
   } else {
     if (m.classes.length) request.class = d.classId;
+    if (m.attributes && m.attributes.length) request.attributes = d.attributes.slice();
     if (m.latent) {
       request.seed_b = d.seedB;
       request.t = d.walk / 100;
@@ -598,6 +600,43 @@ function showSample(d) {
   $("walk").value = String(d.walk);
   $("walk-value").textContent = String(d.walk);
   $("sample-class").value = String(d.classId);
+  showAttributes(d);
+}
+
+// Attribute toggles (on = 1, off = -1) and the command that makes the same picture.
+function buildAttributeToggles(m) {
+  const box = $("attribute-toggles");
+  box.replaceChildren();
+  const has = Boolean(m.attributes && m.attributes.length);
+  $("attributes-section").hidden = !has;
+  $("new-sample").textContent = has ? "New noise" : "New sample";
+  $("new-sample").title = has ? "new noise (a new seed), the same attributes"
+    : "a new random sample (new seed for A)";
+  (m.attributes || []).forEach((name, i) => {
+    const label = document.createElement("label");
+    label.className = "toggle";
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.dataset.attribute = name;
+    input.addEventListener("change", () => {
+      doc().attributes[i] = input.checked ? 1 : -1;
+      showAttributes(doc());
+      changed();
+    });
+    label.append(input, document.createTextNode(" " + name));
+    box.append(label);
+  });
+}
+
+function showAttributes(d) {
+  const m = state.model;
+  if (!m.attributes || !m.attributes.length) return;
+  for (const input of $("attribute-toggles").querySelectorAll("input")) {
+    input.checked = d.attributes[m.attributes.indexOf(input.dataset.attribute)] === 1;
+  }
+  const on = m.attributes.filter((name, i) => d.attributes[i] === 1).map((n) => `${n}=1`);
+  $("attribute-recipe").textContent =
+    `condsynth synthesize ${m.run} --attributes "${on.join(",")}" --seed ${d.seed} --out OUT`;
 }
 
 // New sample shows the new A (the slider goes back to A), New B the new B (to B): a new end
@@ -819,6 +858,7 @@ function showModel(m) {
     paint: `${count} · paint classes; the picture follows each stroke`,
     sketch: `${count} · draw lines${m.hints ? " and colour hints" : ""}; the picture follows each stroke`,
     sample: `${count} · new samples${m.classes.length ? " of a chosen class" : ""}` +
+      `${m.attributes && m.attributes.length ? " with chosen attributes" : ""}` +
       `${m.latent ? "; slide from sample A to sample B" : ""}`,
   }[m.mode];
   const eraserName = m.eraser === m.dontcare && !classInfo(m.eraser) ? "dont-care"
@@ -839,6 +879,7 @@ function showModel(m) {
     selectTool(["pen", "hint", "rubber", "unhint"].includes(state.tool) ? state.tool : "pen");
   } else {
     buildClassPicker(m);
+    buildAttributeToggles(m);
     showSample(d);
   }
   if (!sample) {
