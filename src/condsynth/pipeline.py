@@ -584,25 +584,66 @@ def write_chain_page(result: ChainResult, out: str | Path, title: str,
     return out / "index.html"
 
 
+def attribute_stage(pipeline: Pipeline) -> str | None:
+    """The first chain step fed ``input:attributes`` (None: the chain takes no attributes)."""
+    for step in pipeline.chain:
+        if INPUT_PREFIX + "attributes" in step.inputs.values():
+            return step.stage
+    return None
+
+
 def attribute_names(pipeline: Pipeline, run_dir: str | Path) -> list[str] | None:
     """The attribute names of the first chain step fed ``input:attributes`` (from its stage
     run's config), or None when no step takes the ``attributes`` input."""
     from condsynth import checkpoint
 
-    for step in pipeline.chain:
-        if INPUT_PREFIX + "attributes" in step.inputs.values():
-            config = checkpoint.read_config(stage_dir(run_dir, step.stage))
-            return list(config.condition.attributes)
-    return None
+    stage = attribute_stage(pipeline)
+    if stage is None:
+        return None
+    return list(checkpoint.read_config(stage_dir(run_dir, stage)).condition.attributes)
 
 
 def random_attributes(names: Sequence[str], count: int, seed: int) -> Tensor:
-    """``count`` attribute vectors for ``condsynth sample``: each attribute +1 or -1 with
-    equal odds, from ``torch.Generator().manual_seed(seed)`` (apart from the chain's noise,
-    so a sample's attributes and its ``synthesize --attributes`` recipe agree)."""
+    """``count`` attribute vectors, each attribute +1 or -1 with equal odds, from
+    ``torch.Generator().manual_seed(seed)``."""
     generator = torch.Generator().manual_seed(seed)
     bits = torch.randint(0, 2, (count, len(names)), generator=generator)
     return bits.float() * 2 - 1
+
+
+def sample_attributes(pipeline: Pipeline, run_dir: str | Path, count: int,
+                      seed: int) -> tuple[list[str], Tensor, str]:
+    """Attribute vectors for ``condsynth sample`` of a chain that takes attributes: rows of the
+    attribute table the first attribute stage trained on (its ``data`` settings, split
+    ``train``), drawn with replacement from ``torch.Generator().manual_seed(seed)``, so that
+    they are combinations the data holds (one class of a one-hot group); where that table
+    cannot be read or its columns differ, :func:`random_attributes`. Returns the names, the
+    (count, A) vectors and a note saying which."""
+    from condsynth import checkpoint
+    from condsynth.data.sources import load_source
+    from condsynth.errors import CondsynthError
+
+    stage = attribute_stage(pipeline)
+    if stage is None:
+        raise ConfigError(f"the pipeline {pipeline.name} takes no attributes input")
+    config = checkpoint.read_config(stage_dir(run_dir, stage))
+    names = list(config.condition.attributes)
+    try:
+        source = load_source(config.data, "train")
+        table = source.attributes
+        why = ("its columns differ from the run's attributes"
+               if table is None or list(source.attribute_names) != names else "")
+    except CondsynthError as err:
+        table, why = None, str(err).split(". Fix:")[0]
+    if table is not None and not why:
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch.randint(0, len(table), (count,), generator=generator)
+        return names, torch.from_numpy(table[rows.numpy()]).float(), (
+            f"attributes: rows of the training table of stage {stage} ({config.data.root}), "
+            f"drawn at random (seed {seed}); as --attributes (the others -1):")
+    return names, random_attributes(names, count, seed), (
+        f"attributes: each +1 or -1 with equal odds (seed {seed}), since the training table "
+        f"of stage {stage} could not be used ({why}); as --attributes (the others -1):")
 
 
 def attribute_text(names: Sequence[str], vector: Tensor) -> str:
@@ -623,12 +664,9 @@ def sample_pipeline(run_dir: str | Path, count: int, out: str | Path, seed: int 
     pipeline, methods, notes = load_chain(run_dir, device)
     inputs = dict(inputs or {})
     drawn = []
-    names = attribute_names(pipeline, run_dir) if "attributes" not in inputs else None
-    if names is not None:
-        inputs["attributes"] = random_attributes(names, count, seed)
-        drawn = [f"attributes drawn at random: each +1 or -1 with equal odds (seed {seed}); "
-                 "as --attributes (the others -1):",
-                 *[f"sample {i}: {attribute_text(names, v) or '(all -1)'}"
+    if "attributes" not in inputs and attribute_stage(pipeline) is not None:
+        names, inputs["attributes"], how = sample_attributes(pipeline, run_dir, count, seed)
+        drawn = [how, *[f"sample {i}: {attribute_text(names, v) or '(all -1)'}"
                    for i, v in enumerate(inputs["attributes"])]]
     torch.manual_seed(seed)
     result = run_chain(pipeline, methods, count, inputs, given, batch_size)

@@ -128,20 +128,46 @@ def test_bad_attribute_vectors_are_refused_clearly(attr_studio, attributes, mess
     assert answer["error"].startswith(message), answer["error"]
 
 
-def test_sample_draws_attributes_and_shows_them(attribute_pipeline, tmp_path):
+def drawn_on(page: str, count: int) -> list[list[float]]:
+    """The attribute vectors ``sample`` lists on its page (names at +1, the others -1)."""
+    rows = []
+    for i in range(count):
+        line = page.split(f"sample {i}: ", 1)[1].split("<", 1)[0]
+        on = {item.split("=")[0] for item in line.split(",")} if "=" in line else set()
+        rows.append([1.0 if name in on else -1.0 for name in NAMES])
+    return rows
+
+
+def test_sample_draws_rows_of_the_training_table(attribute_pipeline, tmp_path):
     out = tmp_path / "samples"
-    assert main(["sample", str(attribute_pipeline), "--count", "3", "--seed", "5", "--out",
+    assert main(["sample", str(attribute_pipeline), "--count", "4", "--seed", "5", "--out",
                  str(out), "--device", "cpu", "--quiet"]) == 0
     page = (out / "index.html").read_text()
-    assert "attributes drawn at random: each +1 or -1 with equal odds (seed 5)" in page
-    drawn = random_attributes(NAMES, 3, 5)
-    for i, row in enumerate(drawn):
-        on = ",".join(f"{n}=1" for n, v in zip(NAMES, row.tolist(), strict=True) if v == 1)
-        assert f"sample {i}: {on or '(all -1)'}" in page
-    assert set(drawn.unique().tolist()) <= {-1.0, 1.0}
-    assert not torch.equal(random_attributes(NAMES, 3, 5), random_attributes(NAMES, 3, 6))
+    data = attribute_pipeline.parent / "data"
+    assert (f"attributes: rows of the training table of stage sketch ({data}), drawn at random "
+            "(seed 5)") in page
+    table = [[float(v) for v in line.split(",")[1:]]
+             for line in (data / "attributes.csv").read_text().splitlines()[1:]]
+    rows = torch.randint(0, len(table), (4,), generator=torch.Generator().manual_seed(5))
+    assert drawn_on(page, 4) == [table[i] for i in rows.tolist()]
     for stage in STAGES:
-        assert (out / f"{stage}_0002.png").is_file()
+        assert (out / f"{stage}_0003.png").is_file()
+
+
+def test_sample_draws_random_attributes_without_the_table(attribute_pipeline, tmp_path):
+    run = tmp_path / "moved"
+    shutil.copytree(attribute_pipeline, run)
+    config = run / "sketch" / "config.yaml"
+    config.write_text(config.read_text().replace(str(attribute_pipeline.parent / "data"),
+                                                 str(tmp_path / "gone")))
+    out = tmp_path / "samples"
+    assert main(["sample", str(run), "--count", "3", "--seed", "5", "--out", str(out),
+                 "--device", "cpu", "--quiet"]) == 0
+    page = (out / "index.html").read_text()
+    assert ("attributes: each +1 or -1 with equal odds (seed 5), since the training table of "
+            "stage sketch could not be used (") in page
+    assert drawn_on(page, 3) == random_attributes(NAMES, 3, 5).tolist()
+    assert not torch.equal(random_attributes(NAMES, 3, 5), random_attributes(NAMES, 3, 6))
 
 
 def test_resume_names_the_settings_a_started_stage_ignores(attribute_pipeline, tmp_path,
