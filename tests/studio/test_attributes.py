@@ -138,6 +138,19 @@ def drawn_on(page: str, count: int) -> list[list[float]]:
     return rows
 
 
+def test_attributes_for_a_model_without_them_are_refused():
+    from types import SimpleNamespace
+
+    from condsynth.studio.server import StudioError, _attributes
+
+    plain = SimpleNamespace(id="dcgan", attributes=[])
+    assert _attributes(None, plain) is None
+    with pytest.raises(StudioError, match="model dcgan takes no attributes; leave them out"):
+        _attributes([1, -1], plain)
+    vector = _attributes([1, -1, 0.5], SimpleNamespace(id="faces", attributes=NAMES))
+    assert vector.tolist() == [[1.0, -1.0, 0.5]] and vector.dtype == torch.float32
+
+
 def test_sample_draws_rows_of_the_training_table(attribute_pipeline, tmp_path):
     out = tmp_path / "samples"
     assert main(["sample", str(attribute_pipeline), "--count", "4", "--seed", "5", "--out",

@@ -636,7 +636,8 @@ function showAttributes(d) {
   }
   const on = m.attributes.filter((name, i) => d.attributes[i] === 1).map((n) => `${n}=1`);
   $("attribute-recipe").textContent =
-    `condsynth synthesize ${m.run} --attributes "${on.join(",")}" --seed ${d.seed} --out OUT`;
+    `condsynth synthesize ${m.run} --attributes "${on.join(",")}" --seed ${d.seed} ` +
+    `--out ${m.stages ? "OUT" : "OUT.png"}`;
 }
 
 // New sample shows the new A (the slider goes back to A), New B the new B (to B): a new end
