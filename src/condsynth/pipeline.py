@@ -530,8 +530,12 @@ def run_chain(pipeline: Pipeline, methods: dict[str, Method], count: int,
     given = dict(given or {})
     missing = [n for n in pipeline.inputs if n not in inputs]
     if missing:
+        hint = ("--attributes \"NAME=1,...\" (attributes not named are -1), or `condsynth "
+                "sample RUN`, which draws them" if missing == ["attributes"]
+                else f"--input {missing[0]}=V1,V2,...")
         raise ConfigError(f"pipeline {pipeline.name} takes the inputs "
-                          f"{', '.join(pipeline.inputs)}; {', '.join(missing)} not given")
+                          f"{', '.join(pipeline.inputs)}; {', '.join(missing)} not given. "
+                          f"Fix: {hint}.")
     for name, value in {**inputs, **given}.items():
         if value.shape[0] != count:
             raise ConfigError(f"{name} holds {value.shape[0]} rows for {count} samples")
@@ -656,15 +660,17 @@ def attribute_text(names: Sequence[str], vector: Tensor) -> str:
 def sample_pipeline(run_dir: str | Path, count: int, out: str | Path, seed: int = 0,
                     inputs: dict[str, Tensor] | None = None,
                     given: dict[str, Tensor] | None = None, device: str = "auto",
-                    batch_size: int = 64) -> Path:
+                    batch_size: int = 64, draw_attributes: bool = False) -> Path:
     """``condsynth sample`` / ``synthesize`` of a pipeline run: the chain for ``count`` samples
-    with every intermediate written side by side; returns the page."""
+    with every intermediate written side by side; returns the page. ``draw_attributes``: a
+    chain that takes ``attributes`` and was given none gets :func:`sample_attributes`' (listed
+    on the page)."""
     if count < 1:
         raise ConfigError(f"--count {count}: give at least 1")
     pipeline, methods, notes = load_chain(run_dir, device)
     inputs = dict(inputs or {})
     drawn = []
-    if "attributes" not in inputs and attribute_stage(pipeline) is not None:
+    if draw_attributes and "attributes" not in inputs and attribute_stage(pipeline) is not None:
         names, inputs["attributes"], how = sample_attributes(pipeline, run_dir, count, seed)
         drawn = [how, *[f"sample {i}: {attribute_text(names, v) or '(all -1)'}"
                    for i, v in enumerate(inputs["attributes"])]]

@@ -183,6 +183,15 @@ def test_sample_draws_random_attributes_without_the_table(attribute_pipeline, tm
     assert not torch.equal(random_attributes(NAMES, 3, 5), random_attributes(NAMES, 3, 6))
 
 
+def test_synthesize_without_attributes_says_how_to_give_them(attribute_pipeline, tmp_path,
+                                                             capsys):
+    assert main(["synthesize", str(attribute_pipeline), "--seed", "1", "--out",
+                 str(tmp_path / "out"), "--device", "cpu", "--quiet"]) != 0
+    assert ("takes the inputs attributes; attributes not given. Fix: --attributes "
+            "\"NAME=1,...\" (attributes not named are -1), or `condsynth sample RUN`, which "
+            "draws them.") in capsys.readouterr().err
+
+
 def test_resume_names_the_settings_a_started_stage_ignores(attribute_pipeline, tmp_path,
                                                            capsys):
     run = tmp_path / "run"

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Draw N images from a model that generates from noise (DCGAN, ProGAN, ...): "
         "of one class with --class K, else cycling through the classes of a class-conditional "
         "model. Writes sample_NNNN.png, grid.png and index.html into --out. A pipeline run "
-        "writes every stage's output side by side.")
+        "writes every stage's output side by side; one whose chain takes attributes draws "
+        "them (rows of its training table, else random +-1) and lists them on the page.")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--count", type=int, default=64, help="how many images (default 64)")
     p.add_argument("--out", required=True, help="output folder")
@@ -43,7 +44,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise ConfigError("--levels does not apply to a pipeline run (its page shows "
                               "every stage already). Fix: leave out --levels.")
         page = sample_pipeline(args.run, args.count, args.out, args.seed, device=args.device,
-                               batch_size=args.batch_size)
+                               batch_size=args.batch_size, draw_attributes=True)
         print(f"wrote {args.count} samples: {page}")
         return 0
     method = load(args.run, device=args.device)
