@@ -75,8 +75,10 @@ def with_dontcare(batch: dict) -> dict:
 def assert_same_pictures(run: Path, model: Path, name: str, **kwargs) -> float:
     """PyTorch's generate and the exported model's, same inputs and seed: max abs difference."""
     ours, exported = load(run, device="cpu"), load(model)
-    condition, instance = generate_inputs(ours.config, with_dontcare(tiny_batch(ours.config)))
+    batch = with_dontcare(tiny_batch(ours.config))
+    condition, instance = generate_inputs(ours.config, batch)
     kwargs.setdefault("batch_size", 2)          # for noise-only models
+    kwargs.update(ours.batch_inputs(batch))     # e.g. the attributes beside a sketch
     torch.manual_seed(7)
     reference = ours.generate(condition, instance=instance, **kwargs)
     torch.manual_seed(7)
@@ -119,6 +121,58 @@ def test_variants_with_extra_inputs(variant, tmp_path):
     elif variant == "dcgan_class":
         assert names == ["class", "z"]
         assert_same_pictures(run, model, name, z=torch.randn(2, 16))
+
+
+# method -> (its graph's inputs, the draw law of each noise input, the explicit noise shapes)
+NOISE_INPUTS = {
+    "attr2sketch": (["attributes", "z", "eps"], {"z": "normal", "eps": "normal"}),
+    "improved_gan": (["z"], {"z": "uniform01"}),
+    "s2gan_style": (["source", "z"], {"z": "uniform11"}),
+    "lapgan": (["z"], {"z": "normal"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOISE_INPUTS))
+def test_noise_is_an_input_drawn_as_generate_draws_it(name, tmp_path):
+    run = make_run(tmp_path / "run", name)
+    model = export_onnx(run, tmp_path / "model.onnx")
+    sidecar = read_sidecar(model)
+    names, laws = NOISE_INPUTS[name]
+    assert [i["name"] for i in sidecar["inputs"]] == names
+    assert {i["name"]: i["draw"] for i in sidecar["inputs"] if i["draw"]} == laws
+    assert all(n in sidecar["randomness"] for n in laws)
+    size = sidecar["inputs"][names.index("z")]["shape"][1]
+    z = torch.rand(2, size) * 2 - 1 if name != "lapgan" else torch.randn(2, size)
+    assert_same_pictures(run, model, name, z=z)           # the explicit noise, in both
+
+
+def test_attr2sketch_eps_is_the_posterior_sample(tmp_path):
+    """Fixed z and eps: the sketch is the decoded mu + eps * sigma of q_beta, computed here."""
+    run = make_run(tmp_path / "run", "attr2sketch")
+    exported, ours = DeployedModel(export_onnx(run, tmp_path / "m.onnx")), load(run, device="cpu")
+    attributes = torch.tensor([[1.0, -1, 1], [-1, 1, -1]])
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        mu, logvar = ours.encoder.eval().q_noise(z, attributes)
+        eps = torch.randn_like(mu)
+        expected = ours.generator.eval()(mu + eps * torch.exp(0.5 * logvar))[0]
+    output = exported.generate(attributes.numpy(), z=z.numpy(), noises={"eps": eps.numpy()})
+    assert np.abs(output - expected.numpy()).max() <= TOLERANCE
+    assert np.abs(exported.generate(attributes.numpy(), z=z.numpy(),
+                                    noises={"eps": 0 * eps.numpy()})
+                  - output).max() > 1e-3, "eps does not reach the output"
+
+
+def test_sketch_models_need_their_attributes(tmp_path):
+    from condsynth.errors import DataError
+
+    run = make_run(tmp_path / "run", "sketch2face")
+    model = DeployedModel(export_onnx(run, tmp_path / "m.onnx"))
+    assert list(model.inputs) == ["source", "attributes"]
+    sketch = np.zeros((1, 1, SIZE, SIZE), np.float32)
+    with pytest.raises(DataError, match="attributes"):
+        model.generate(sketch)
+    assert model.generate(sketch, attributes=np.ones((1, 3), np.float32)).shape[:2] == (1, 3)
 
 
 def test_autopainter_hints_are_an_input(tmp_path):

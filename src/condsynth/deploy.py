@@ -41,6 +41,25 @@ FORMAT_VERSION = 1
 NUMPY_DTYPES = {"int64": np.int64, "float32": np.float32}
 
 
+def input_draw(name: str, spec: Mapping[str, Any]) -> str | None:
+    """How an input is drawn when not given ("normal", "uniform01", "uniform11"), None for one
+    the caller gives (a ``z`` without a ``draw``, as older sidecars have it: N(0, I))."""
+    return spec.get("draw") or ("normal" if name == "z" else None)
+
+
+def draw_numpy(rng: np.random.Generator, law: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Noise of ``shape`` from ``law`` (see :func:`input_draw`), float32."""
+    if law == "normal":
+        out = rng.standard_normal(shape)
+    elif law == "uniform01":
+        out = rng.random(shape)
+    elif law == "uniform11":
+        out = rng.random(shape) * 2 - 1
+    else:
+        raise DataError(f"unknown noise law {law!r} in the sidecar")
+    return out.astype(np.float32)
+
+
 def sidecar_path(model_path: str | Path) -> Path:
     """``model.onnx`` -> ``model.json``: the description written beside an exported model."""
     return Path(model_path).with_suffix(".json")
@@ -237,7 +256,8 @@ class DeployedModel:
     def generate(self, cond: np.ndarray | None = None, instance: np.ndarray | None = None, *,
                  features: np.ndarray | None = None, z: np.ndarray | None = None,
                  hints: np.ndarray | None = None, batch_size: int | None = None,
-                 seed: int | None = None) -> np.ndarray:
+                 seed: int | None = None, attributes: np.ndarray | None = None,
+                 noises: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Batched synthesis at a size the model takes.
 
         Args:
@@ -251,6 +271,9 @@ class DeployedModel:
                 from N(0, I).
             hints: Auto-painter colour hints, (B, 4, H, W); None: no hints.
             batch_size: how many pictures a noise-only model makes (default: z's, else 1).
+            attributes: (B, A) attribute values for models that take them beside a sketch.
+            noises: the model's other noise inputs by name (see the sidecar's ``inputs``, e.g.
+                attr2sketch's ``eps``); those not given are drawn as their ``draw`` says.
             seed: seed of the random looks or codes (numpy's default generator).
         Returns:
             (B, C, H, W) float32 images in [-1, 1].
@@ -280,10 +303,27 @@ class DeployedModel:
                 features = feature_map(ids, self.centres, self.inputs["features"]["shape"][1],
                                        seed=int(rng.integers(2**62)))
             feed["features"] = features
-        if "z" in self.inputs:
-            size = self.inputs["z"]["shape"][1]
-            z = rng.standard_normal((batch, size)) if z is None else np.asarray(z, np.float32)
-            feed["z"] = np.broadcast_to(z.reshape(-1, size), (batch, size))
+        noises = dict(noises or {})
+        if z is not None:
+            noises["z"] = z
+        for name, spec in self.inputs.items():        # noise inputs, drawn in their order
+            law = input_draw(name, spec)
+            if law is None:
+                continue
+            size = spec["shape"][1]
+            value = noises.get(name)
+            value = (draw_numpy(rng, law, (batch, size)) if value is None
+                     else np.asarray(value, np.float32))
+            feed[name] = np.broadcast_to(value.reshape(-1, size), (batch, size))
+        if "attributes" in self.inputs and kind != "vector":
+            if attributes is None:
+                raise DataError(f"this model takes attributes beside the {kind} condition "
+                                f"({self.inputs['attributes']['description']}). Fix: pass "
+                                "them, (B, A) values.")
+            feed["attributes"] = np.asarray(attributes, np.float32)
+        elif attributes is not None:
+            raise DataError("this model takes no attributes beside its condition. Fix: leave "
+                            "them out.")
         if "hints" in self.inputs:
             feed["hints"] = (np.zeros((batch, 4, *cond.shape[-2:]), np.float32)
                              if hints is None else hints)

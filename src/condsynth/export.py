@@ -16,7 +16,10 @@ none           nothing but the noise
 
 and the method's own inputs: pix2pixHD with the feature encoder ``features`` (B, feat_num, H,
 W), its looks; SPADE with the VAE ``z`` (B, z_dim), its style code; Auto-painter with colour
-hints ``hints`` (B, 4, H, W) (zeros: none); noise-driven models such as DCGAN ``z`` (B, z_dim).
+hints ``hints`` (B, 4, H, W) (zeros: none); noise-driven models such as DCGAN ``z`` (B, z_dim)
+(attr2sketch also ``eps``, its posterior sample's normal numbers); sketch2sketch and sketch2face
+``attributes`` (B, A) beside the sketch. Each noise input's ``draw`` (sidecar) says how
+condsynth draws it when it is not given: ``normal``, ``uniform01`` or ``uniform11``.
 
 Randomness is an input, never inside the graph: z and pix2pixHD's looks are inputs
 (:mod:`condsynth.deploy` draws them as ``generate`` does); pix2pix and Auto-painter export the
@@ -81,6 +84,10 @@ class GraphInput:
     dtype: str                      # "int64" or "float32"
     shape: tuple[int | str, ...]
     description: str
+    # How condsynth draws this input when the caller gives none, as the method's generate
+    # does, in the order of the inputs: "normal" N(0, 1), "uniform01" U(0, 1) or "uniform11"
+    # U(-1, 1); None for an input the caller must give.
+    draw: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +249,7 @@ def _spade(method: Method) -> GraphPlan:
     if not method.config.model.use_vae:
         return GraphPlan(eval_copy(method.generator))
     z = GraphInput("z", "float32", ("batch", method.config.model.z_dim),
-                   "the style code; N(0, I) for a random style")
+                   "the style code; N(0, I) for a random style", "normal")
     return GraphPlan(eval_copy(method.generator), (z,),
                      randomness="the 'z' input: condsynth draws it from N(0, I); the image "
                      "encoder of style images is not exported")
@@ -250,12 +257,209 @@ def _spade(method: Method) -> GraphPlan:
 
 @register_exporter("dcgan")
 def _dcgan(method: Method) -> GraphPlan:
-    z = GraphInput("z", "float32", ("batch", method.latent_size()), "the noise; N(0, I)")
+    z = GraphInput("z", "float32", ("batch", method.latent_size()), "the noise; N(0, I)",
+                   "normal")
     generator = eval_copy(method.generator)
     if condition_spec(method).kind != "none":
         generator = CodesJoined(generator)
     return GraphPlan(generator, (z,), randomness="the 'z' input: condsynth draws it from "
                      "N(0, I)")
+
+
+def _noise(name: str, size: int, draw: str, what: str) -> GraphInput:
+    """A noise input of ``size`` numbers per picture, drawn as ``draw`` says."""
+    law = {"normal": "N(0, I)", "uniform01": "U(0, 1)", "uniform11": "U(-1, 1)"}[draw]
+    return GraphInput(name, "float32", ("batch", size), f"{what}; {law}", draw)
+
+
+class ProGANInference(nn.Module):
+    """ProGAN's ``generate``: the smoothed generator at the stored level of detail,
+    nearest-upsampled to the image size and clipped to [-1, 1]."""
+
+    def __init__(self, generator: nn.Module, lod: float, size: int) -> None:
+        super().__init__()
+        self.generator, self.lod, self.size = generator, lod, size
+
+    def forward(self, z: Tensor) -> Tensor:
+        from condsynth.layers.progan import upscale2d
+
+        image = self.generator(z, self.lod)
+        return upscale2d(image, self.size // image.shape[-1]).clamp(-1.0, 1.0)
+
+
+@register_exporter("progan")
+def _progan(method: Method) -> GraphPlan:
+    lod = float(method.lod)
+    z = _noise("z", method.latent_size(), "normal", "the latent code")
+    return GraphPlan(ProGANInference(eval_copy(method.generator_smoothed), lod, method.size),
+                     (z,), randomness="the 'z' input: condsynth draws it from N(0, I); the "
+                     f"graph holds the smoothed generator at lod {lod:g}",
+                     notes={"lod": lod})
+
+
+class LAPGANInference(nn.Module):
+    """LAPGAN's ``generate``: one N(0, I) code mapped to every level's uniform noise (erf),
+    the whole cascade, its last level clamped to [-1, 1]."""
+
+    def __init__(self, method: Method) -> None:
+        super().__init__()
+        from condsynth.methods.base import unwrap
+
+        self.generator = eval_copy(unwrap(method.generator))
+        self.z_dim = method.config.model.z_dim
+        self.sizes = list(method.sizes)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        from condsynth.methods.lapgan import uniform_noise
+
+        classes, z = (inputs[0], inputs[1]) if len(inputs) == 2 else (None, inputs[0])
+        u = uniform_noise(z)
+        noises = [u[:, : self.z_dim]]
+        start = self.z_dim
+        for size in self.sizes[1:]:
+            noises.append(u[:, start:start + size * size].reshape(-1, 1, size, size))
+            start += size * size
+        return self.generator(noises, classes)[-1].clamp(-1.0, 1.0)
+
+
+@register_exporter("lapgan")
+def _lapgan(method: Method) -> GraphPlan:
+    z = _noise("z", method.latent_size(), "normal", "z_dim numbers for the coarsest level, "
+               f"then the noise planes of the levels {method.sizes[1:]} (row-major)")
+    return GraphPlan(LAPGANInference(method), (z,), randomness="the 'z' input: condsynth "
+                     "draws it from N(0, I); the graph maps it to each level's U(-1, 1) noise "
+                     "(erf(z / sqrt 2)) and runs the whole cascade")
+
+
+class Clamped(nn.Module):
+    """``network(*inputs)`` clipped to [-1, 1]."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.network(*inputs).clamp(-1.0, 1.0)
+
+
+@register_exporter("improved_gan")
+def _improved_gan(method: Method) -> GraphPlan:
+    draw = "uniform01" if method.config.model.z_distribution == "uniform" else "normal"
+    z = _noise("z", method.latent_size(), draw, "the noise")
+    law = z.description.rsplit("; ", 1)[1]
+    return GraphPlan(eval_copy(method.generator), (z,), randomness=f"the 'z' input: condsynth "
+                     f"draws it from {law}, the training noise")
+
+
+@register_exporter("simgan")
+def _simgan(method: Method) -> GraphPlan:
+    return GraphPlan(Clamped(eval_copy(method.generator)), randomness="none: the refined "
+                     "image is a function of the synthetic one ('source')")
+
+
+def _s2gan_draw(method: Method) -> str:
+    return "uniform11" if method.config.model.noise == "uniform" else "normal"
+
+
+@register_exporter("s2gan_structure")
+def _s2gan_structure(method: Method) -> GraphPlan:
+    draw = _s2gan_draw(method)
+    z = _noise("z", method.config.model.z_dim, draw, "Structure-G's code")
+    return GraphPlan(eval_copy(method.generator), (z,),
+                     randomness=f"the 'z' input: condsynth draws it from "
+                     f"{z.description.rsplit('; ', 1)[1]}",
+                     notes={"output": "(B, 3, H, W) unit surface normals, not a picture"})
+
+
+class StyleInference(nn.Module):
+    """Style-G on unit normals: (B, 3, H, W) normals (made unit length), (B, z_dim) code."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, normals: Tensor, z: Tensor) -> Tensor:
+        from condsynth.methods.s2gan import unit_normals
+
+        return self.generator(z, unit_normals(normals))
+
+
+def _s2gan_style_plan(method: Method, extra: str = "") -> GraphPlan:
+    z = _noise("z", method.config.model.z_dim, _s2gan_draw(method), "Style-G's code")
+    return GraphPlan(StyleInference(eval_copy(method.generator)), (z,),
+                     randomness=f"the 'z' input: condsynth draws it from "
+                     f"{z.description.rsplit('; ', 1)[1]}{extra}")
+
+
+register_exporter("s2gan_style")(_s2gan_style_plan)
+
+
+@register_exporter("s2gan_joint")
+def _s2gan_joint(method: Method) -> GraphPlan:
+    return _s2gan_style_plan(method, "; the graph paints given normals ('source'): drawing "
+                             "normals with Structure-G (generate without a condition) is not "
+                             "in it (export an s2gan_structure run for that)")
+
+
+class NormalReader(nn.Module):
+    """The normal estimator's ``read_normals``: images → unit normals."""
+
+    def __init__(self, estimator: nn.Module) -> None:
+        super().__init__()
+        self.estimator = estimator
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.estimator.read_normals(image)
+
+
+@register_exporter("s2gan_estimator")
+def _s2gan_estimator(method: Method) -> GraphPlan:
+    return GraphPlan(NormalReader(eval_copy(method.estimator)),
+                     randomness="none: the normals are a function of the image",
+                     notes={"output": "(B, 3, H, W) unit surface normals read from the "
+                            "'source' images, not a picture: the estimator is not an image "
+                            "generator"})
+
+
+class Attr2SketchInference(nn.Module):
+    """attr2sketch's ``generate``: q_beta(z | n, a), its sample mu + eps * sigma (or mu),
+    decoded to the per-pixel mean sketch."""
+
+    def __init__(self, method: Method) -> None:
+        super().__init__()
+        self.encoder = eval_copy(method.encoder)
+        self.generator = eval_copy(method.generator)
+
+    def forward(self, attributes: Tensor, z: Tensor, eps: Tensor | None = None) -> Tensor:
+        mu, logvar = self.encoder.q_noise(z, attributes)
+        latent = mu if eps is None else mu + eps * torch.exp(0.5 * logvar)
+        return self.generator(latent)[0]
+
+
+@register_exporter("attr2sketch")
+def _attr2sketch(method: Method) -> GraphPlan:
+    cfg = method.config.model
+    z = _noise("z", cfg.z_dim, "normal", "the noise n that q_beta reads")
+    if not cfg.sample_posterior:
+        return GraphPlan(Attr2SketchInference(method), (z,), randomness="the 'z' input: "
+                         "condsynth draws it from N(0, I); the latent is q_beta's mean")
+    latent = method.encoder.q_noise(torch.zeros(1, cfg.z_dim),
+                                    torch.zeros(1, len(method.config.condition.attributes)))
+    eps = _noise("eps", latent[0].shape[1], "normal", "the posterior sample's standard "
+                 "normal numbers (latent = mu + eps * sigma)")
+    return GraphPlan(Attr2SketchInference(method), (z, eps), randomness="the 'z' and 'eps' "
+                     "inputs: condsynth draws z from N(0, I), then eps from N(0, I) for the "
+                     "latent sampled from q_beta(z | n, a)")
+
+
+@register_exporter("sketch2sketch")
+@register_exporter("sketch2face")
+def _sketch_gan(method: Method) -> GraphPlan:
+    names = method.attribute_names
+    attributes = GraphInput("attributes", "float32", ("batch", len(names)),
+                            "attribute values: " + ", ".join(names))
+    return GraphPlan(eval_copy(method.generator), (attributes,),
+                     randomness="none: the output is a function of the sketch and attributes")
 
 
 class InferenceGraph(nn.Module):
@@ -608,6 +812,18 @@ def quantize_int8(fp32_model: str | Path, out: str | Path,
 # ----------------------------------------------------------------------------- serving
 
 
+def draw_torch(law: str, shape: tuple[int, ...]) -> Tensor:
+    """Noise of ``shape`` from ``law`` (:func:`condsynth.deploy.input_draw`) with torch's
+    global generator, as the PyTorch methods draw it."""
+    if law == "normal":
+        return torch.randn(shape)
+    if law == "uniform01":
+        return torch.rand(shape)
+    if law == "uniform11":
+        return torch.rand(shape) * 2 - 1
+    raise CondsynthError(f"unknown noise law {law!r} in the sidecar")
+
+
 class OnnxMethod:
     """An exported model that answers like a loaded :class:`Method`: ``config``,
     ``capabilities()``, ``size_multiple()``, ``device`` and ``generate(cond, *, instance, z,
@@ -664,9 +880,11 @@ class OnnxMethod:
 
     def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,
                  z: Tensor | None = None, style: Tensor | None = None,
-                 instance: Tensor | None = None, hints: Tensor | None = None) -> Tensor:
+                 instance: Tensor | None = None, hints: Tensor | None = None,
+                 attributes: Tensor | None = None) -> Tensor:
         """As :meth:`Method.generate`: ``z`` is the noise or SPADE's style code, or
-        pix2pixHD's feature map; no style image (its encoder is not exported)."""
+        pix2pixHD's feature map; no style image (its encoder is not exported); ``attributes``
+        beside a sketch for the models that take them."""
         if style is not None:
             raise CondsynthError(f"{self.path.name}: exported models take no style image (the "
                                  "image encoder is not exported). Fix: leave it out; give z "
@@ -680,8 +898,14 @@ class OnnxMethod:
                                  "condition alone.")
         batch = (cond.shape[0] if cond is not None else z.shape[0] if z is not None
                  else batch_size or 1)
-        if "z" in inputs and z is None:                      # as the PyTorch methods draw it
-            z = torch.randn(batch, inputs["z"]["shape"][1])
+        noises: dict[str, np.ndarray] = {}
+        for name, spec in inputs.items():     # as the PyTorch methods draw them, in order
+            law = deploy.input_draw(name, spec)
+            if law is None or (name == "z" and z is not None):
+                continue
+            noises[name] = draw_torch(law, (batch, spec["shape"][1])).numpy()
+        if "z" in noises:
+            z = torch.from_numpy(noises.pop("z"))
         if "features" in inputs and features is None:
             if self.model.centres:
                 features = self.feature_map(cond, instance).numpy()
@@ -695,7 +919,9 @@ class OnnxMethod:
         out = self.model.generate(array(cond), array(instance), features=features,
                                   z=array(None if z is None else z.float()),
                                   hints=array(None if hints is None else hints.float()),
-                                  batch_size=batch)
+                                  batch_size=batch, noises=noises,
+                                  attributes=array(None if attributes is None
+                                                   else attributes.float()))
         return torch.from_numpy(out)
 
 
