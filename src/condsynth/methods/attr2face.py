@@ -323,9 +323,6 @@ class Attr2Sketch(Method):
     def latent_size(self) -> int:
         return self.config.model.z_dim
 
-    def capabilities(self) -> frozenset[Capability]:
-        return super().capabilities() | {Capability.LATENT, Capability.RANDOM_LOOKS}
-
     def _eval(self) -> dict[nn.Module, bool]:
         modes = {m: m.training for m in (self.encoder, self.generator)}
         for m in modes:

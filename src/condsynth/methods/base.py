@@ -238,17 +238,21 @@ class Method(nn.Module):
         return 1
 
     def latent_size(self) -> int | None:
-        """Length of the latent z that ``generate(z=...)`` takes as (B, latent_size), for
-        methods with :attr:`Capability.LATENT`; None for the others."""
+        """Length of the latent z that ``generate(z=...)`` takes as (B, latent_size); None
+        for methods without one. A method with a latent has :attr:`Capability.LATENT` and
+        :attr:`Capability.RANDOM_LOOKS` (a new z, a new picture)."""
         return None
 
     def capabilities(self) -> frozenset[Capability]:
         """What this model can be asked for: by default, what its condition kind gives
-        (a 1-channel image condition is a sketch); methods add their controls."""
+        (a 1-channel image condition is a sketch), and a latent's controls when it has
+        one (:meth:`latent_size`); methods add their other controls."""
         spec = self.config.condition
         kind = KIND_CAPABILITY[spec.kind]
         if kind == Capability.IMAGE and spec.image_channels == 1:
             kind = Capability.SKETCH
+        if self.latent_size() is not None:
+            return frozenset({kind, Capability.LATENT, Capability.RANDOM_LOOKS})
         return frozenset({kind})
 
     def check_training_size(self) -> None:

@@ -48,7 +48,7 @@ from condsynth.layers.improved import (
     swapped_parameters,
 )
 from condsynth.layers.init import init_weights
-from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, inference, unwrap
+from condsynth.methods.base import Batch, Method, OptimDefaults, inference, unwrap
 from condsynth.registry import register_method
 
 
@@ -274,9 +274,6 @@ class DCGAN(Method):
     # ----------------------------------------------------------------------------- inference
     def latent_size(self) -> int:
         return self.config.model.z_dim
-
-    def capabilities(self) -> frozenset[Capability]:
-        return super().capabilities() | {Capability.LATENT, Capability.RANDOM_LOOKS}
 
     @inference
     def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,

@@ -58,7 +58,7 @@ from condsynth.layers.improved import (
     load_flat_parameters,
     swapped_parameters,
 )
-from condsynth.methods.base import Batch, Capability, Method, OptimDefaults, Phase, inference
+from condsynth.methods.base import Batch, Method, OptimDefaults, Phase, inference
 from condsynth.registry import register_method
 
 
@@ -410,9 +410,6 @@ class ImprovedGAN(Method):
     # ----------------------------------------------------------------------------- inference
     def latent_size(self) -> int:
         return self.config.model.z_dim
-
-    def capabilities(self) -> frozenset[Capability]:
-        return super().capabilities() | {Capability.LATENT, Capability.RANDOM_LOOKS}
 
     @inference
     def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,

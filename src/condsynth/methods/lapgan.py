@@ -57,7 +57,6 @@ from condsynth.errors import ConfigError
 from condsynth.layers.pyramid import Resample, gaussian_pyramid, upsample
 from condsynth.methods.base import (
     Batch,
-    Capability,
     Method,
     OptimizerSpec,
     Phase,
@@ -396,9 +395,6 @@ class LAPGAN(Method):
     def latent_size(self) -> int:
         """z_dim, then one number per pixel of every conv level's noise plane."""
         return self.config.model.z_dim + sum(s * s for s in self.sizes[1:])
-
-    def capabilities(self) -> frozenset[Capability]:
-        return super().capabilities() | {Capability.LATENT, Capability.RANDOM_LOOKS}
 
     def noises(self, z: Tensor) -> list[Tensor]:
         """A (B, latent_size) N(0, I) code → each level's uniform(−1, 1) noise."""

@@ -62,7 +62,6 @@ from condsynth.layers.progan import (
 from condsynth.losses import drift_penalty, gradient_penalty
 from condsynth.methods.base import (
     Batch,
-    Capability,
     Method,
     OptimDefaults,
     Phase,
@@ -416,9 +415,6 @@ class ProGAN(Method):
     def latent_size(self) -> int:
         cfg: ProGANConfig = self.config.model
         return cfg.latent_size if cfg.latent_size is not None else feature_maps(cfg)(0)
-
-    def capabilities(self) -> frozenset[Capability]:
-        return super().capabilities() | {Capability.LATENT, Capability.RANDOM_LOOKS}
 
     @inference
     def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,

@@ -332,9 +332,6 @@ class StructureGAN(Method):
     def latent_size(self) -> int:
         return self.config.model.z_dim
 
-    def capabilities(self) -> frozenset[Capability]:
-        return super().capabilities() | {Capability.LATENT, Capability.RANDOM_LOOKS}
-
     @inference
     def generate(self, cond: Tensor | None = None, *, batch_size: int | None = None,
                  z: Tensor | None = None, style: Tensor | None = None,
