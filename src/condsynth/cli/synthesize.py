@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from condsynth.cli.common import add_device_flag, add_fast_path_flags, add_quiet_flag
@@ -188,12 +187,12 @@ def synthesize_pipeline(args: argparse.Namespace) -> int:
 
 
 def chain_attribute_names(pipeline: Any, run: str) -> list[str]:
-    """The attribute names of the first chain step fed ``input:attributes`` (from its stage
-    run's config)."""
-    from condsynth import checkpoint
+    """The attribute names the pipeline's chain takes (:func:`condsynth.pipeline.
+    attribute_names`); an error when it takes none."""
+    from condsynth.pipeline import attribute_names
 
-    for step in pipeline.chain:
-        if "input:attributes" in step.inputs.values():
-            return list(checkpoint.read_config(Path(run) / step.stage).condition.attributes)
-    raise ConfigError(f"the pipeline {pipeline.name} takes no attributes input. Fix: leave "
-                      "--attributes out.")
+    names = attribute_names(pipeline, run)
+    if names is None:
+        raise ConfigError(f"the pipeline {pipeline.name} takes no attributes input. Fix: "
+                          "leave --attributes out.")
+    return names
