@@ -133,9 +133,9 @@ def pipeline_presets() -> list[str]:
 
 
 def _pipeline_folder() -> Path:
-    from importlib import resources
+    from condsynth.presets import _preset_folder
 
-    return Path(str(resources.files("condsynth") / "presets" / "pipelines"))
+    return _preset_folder() / "pipelines"
 
 
 def pipeline_path(name_or_path: str | Path) -> Path:
